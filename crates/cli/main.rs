@@ -1,0 +1,62 @@
+//! `trailql`: convert CloudTrail archives to Parquet, export them back, and query either with SQL.
+
+mod convert;
+mod export;
+mod progress;
+mod sql;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code when the command did its work but skipped files or records it could not read.
+pub const EXIT_SKIPPED: u8 = 1;
+/// Exit code when the command failed.
+pub const EXIT_FAILED: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "trailql",
+    version,
+    about = "Turn AWS CloudTrail archives into a fast, lossless, queryable data lake",
+    long_about = "Turn AWS CloudTrail archives into a fast, lossless, queryable data lake.\n\n\
+        trailql reads trail logs as AWS delivers them (AWSLogs/ trees of .json.gz files, JSON \
+        arrays, one event per line), converts them to a sorted, partitioned Parquet dataset that \
+        keeps every field of every record, and runs SQL over the dataset or over raw archives.",
+    after_help = "Examples:\n  \
+        trailql convert ./AWSLogs --out ./lake           convert a local archive\n  \
+        trailql query ./lake \"SELECT eventName, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC\"\n  \
+        trailql shell ./AWSLogs                          interactive SQL over raw logs\n  \
+        trailql export ./lake > events.jsonl             the records back as JSON\n\n\
+        Exit codes: 0 all input read; 1 done, but some files or records were skipped \
+        (each one is named on stderr); 2 failed."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Convert(convert::Args),
+    Export(export::Args),
+    Query(sql::QueryArgs),
+    Shell(sql::ShellArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Convert(args) => convert::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Query(args) => sql::query(args),
+        Command::Shell(args) => sql::shell(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("trailql: error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}

@@ -1,0 +1,971 @@
+//! Decode CloudTrail JSON into Arrow record batches: simd-json tape in, builders out.
+//!
+//! simd-json validates a document and builds its tape (stage 2). Its stage-1 structural indexes
+//! give the byte offset of every structural character, so while walking the tape we also know
+//! where each value sits in the *untouched* source text. That lets us copy free-form payloads
+//! (`requestParameters`, unknown keys, values of unexpected types) as their exact source bytes:
+//! no `Value` tree per record, no re-serialisation, and numbers, escapes and key order survive.
+//!
+//! Documents come in three shapes, detected per file: `{"Records":[...]}`, a JSON array of
+//! events, and one event per line. A damaged document is not given up: its complete events are
+//! found by [`event_spans`] and decoded one by one.
+
+use std::sync::Arc;
+
+use arrow::array::builder::NullBufferBuilder;
+use arrow::array::{
+    ArrayRef, BooleanBuilder, ListArray, RecordBatch, StringBuilder, StructArray,
+    TimestampMicrosecondBuilder,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field};
+use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape, fill_tape_padded};
+use trailql_schema::{FieldSpec, Kind, RECORD, UTC, arrow_schema, struct_fields, time};
+
+use crate::IngestError;
+
+/// Keys of which an object must have at least one to count as a CloudTrail event.
+const EVENT_KEYS: [&str; 4] = ["eventTime", "eventName", "eventSource", "eventID"];
+
+/// Deepest nesting accepted in a document (simd-json's default of 128 is too shallow for some
+/// payloads).
+const MAX_DEPTH: usize = 1024;
+
+/// Per-thread decoding state, reused across documents so the hot path allocates nothing.
+pub struct Decoder {
+    buffers: Buffers,
+    work: Vec<u8>,
+    tape: Option<Tape<'static>>,
+    unmapped: Unmapped,
+    scratch: Vec<u8>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What decoding one file produced besides the records appended to the builder.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Records appended.
+    pub records: usize,
+    /// Records that could not be read (the rest of the file was still read).
+    pub record_errors: Vec<IngestError>,
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Self {
+            buffers: Buffers::with_max_depth(1 << 16, MAX_DEPTH),
+            work: Vec::new(),
+            tape: Some(Tape::null().reset()),
+            unmapped: Unmapped::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Decode the (inflated) contents of one file into `out`.
+    ///
+    /// Fails only when nothing in the file could be read; damaged records are reported in
+    /// [`Decoded::record_errors`] while the good ones are kept.
+    pub fn decode_file(
+        &mut self,
+        file: &str,
+        data: &[u8],
+        out: &mut BatchBuilder,
+    ) -> Result<Decoded, IngestError> {
+        let body = trim_start(data);
+        let offset = data.len() - body.len();
+        let mut decoded = Decoded::default();
+        match body.first() {
+            None => return Err(IngestError::Empty { file: file.into() }),
+            Some(b'{' | b'[') => {}
+            Some(_) => {
+                return Err(IngestError::InvalidJson {
+                    file: file.into(),
+                    record: None,
+                    offset,
+                    reason: "a JSON document starts with '{' or '['".into(),
+                });
+            }
+        }
+        match self.decode_document(file, body, out, &mut decoded, true) {
+            Ok(()) => Ok(decoded),
+            Err(DocError::NotEvents(reason)) => Err(IngestError::NotCloudTrail {
+                file: file.into(),
+                record: None,
+                reason,
+            }),
+            Err(DocError::Json { offset: at, reason }) => {
+                if looks_like_json_lines(body) {
+                    self.decode_lines(file, body, offset, out, &mut decoded);
+                    return Ok(decoded);
+                }
+                // A damaged document: keep every complete event it still holds.
+                let spans = event_spans(body);
+                if spans.is_empty() {
+                    return Err(IngestError::InvalidJson {
+                        file: file.into(),
+                        record: None,
+                        offset: offset + at,
+                        reason,
+                    });
+                }
+                for (i, (a, b)) in spans.iter().copied().enumerate() {
+                    match self.decode_document(file, &body[a..b], out, &mut decoded, false) {
+                        Ok(()) => {}
+                        Err(e) => decoded
+                            .record_errors
+                            .push(e.into_error(file, i, offset + a)),
+                    }
+                }
+                decoded.record_errors.push(IngestError::InvalidJson {
+                    file: file.into(),
+                    record: None,
+                    offset: offset + at,
+                    reason: format!(
+                        "{reason}; kept the {} complete records before it",
+                        decoded.records
+                    ),
+                });
+                Ok(decoded)
+            }
+        }
+    }
+
+    /// Decode a contiguous run of events, `[e1,e2,...]` as bytes (used to split large files).
+    pub fn decode_events(&mut self, file: &str, events: &[u8], out: &mut BatchBuilder) -> Decoded {
+        let mut decoded = Decoded::default();
+        if let Err(e) = self.decode_document(file, events, out, &mut decoded, false) {
+            decoded.record_errors.push(e.into_error(file, 0, 0));
+        }
+        decoded
+    }
+
+    fn decode_lines(
+        &mut self,
+        file: &str,
+        body: &[u8],
+        base: usize,
+        out: &mut BatchBuilder,
+        decoded: &mut Decoded,
+    ) {
+        let mut start = 0;
+        for (line_no, line) in body.split(|&b| b == b'\n').enumerate() {
+            let at = start;
+            start += line.len() + 1;
+            let text = trim_start(line);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if let Err(e) = self.decode_document(file, text, out, decoded, false) {
+                decoded
+                    .record_errors
+                    .push(e.into_error(file, line_no + 1, base + at));
+            }
+        }
+    }
+
+    /// Parse one JSON document and append the events it holds. With `top_level`, an object that
+    /// is neither an event nor `{"Records":[...]}` is an error of the whole file.
+    fn decode_document(
+        &mut self,
+        file: &str,
+        src: &[u8],
+        out: &mut BatchBuilder,
+        decoded: &mut Decoded,
+        top_level: bool,
+    ) -> Result<(), DocError> {
+        self.work.clear();
+        self.work.extend_from_slice(src);
+        self.work.resize(src.len() + INPUT_PADDING, 0);
+        let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
+        let parsed = fill_tape_padded(&mut self.work, src.len(), &mut self.buffers, &mut tape);
+        let result = match parsed {
+            Err(e) => Err(DocError::Json {
+                offset: e.index(),
+                reason: format!("{:?}", e.error()),
+            }),
+            Ok(()) => {
+                let mut walk = Walk {
+                    file,
+                    nodes: &tape.0,
+                    si: self.buffers.structural_indexes(),
+                    src,
+                    t: 0,
+                    s: 0,
+                    un: &mut self.unmapped,
+                    scratch: &mut self.scratch,
+                };
+                walk.document(out, decoded, top_level)
+            }
+        };
+        self.tape = Some(tape.reset());
+        result
+    }
+}
+
+/// Why one document could not be decoded.
+#[derive(Debug)]
+enum DocError {
+    Json { offset: usize, reason: String },
+    NotEvents(String),
+}
+
+impl DocError {
+    fn into_error(self, file: &str, record: usize, base: usize) -> IngestError {
+        match self {
+            DocError::Json { offset, reason } => IngestError::InvalidJson {
+                file: file.into(),
+                record: Some(record),
+                offset: base + offset,
+                reason,
+            },
+            DocError::NotEvents(reason) => IngestError::NotCloudTrail {
+                file: file.into(),
+                record: Some(record),
+                reason,
+            },
+        }
+    }
+}
+
+fn trim_start(data: &[u8]) -> &[u8] {
+    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let n = data.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    &data[n..]
+}
+
+/// One event per line: a line break followed by `{` after the first non-blank line.
+fn looks_like_json_lines(body: &[u8]) -> bool {
+    body.first() == Some(&b'{')
+        && memchr::memchr_iter(b'\n', body).any(|i| {
+            let rest = trim_start(&body[i + 1..]);
+            rest.first() == Some(&b'{')
+        })
+}
+
+/// The byte ranges of the complete events of a `{"Records":[...]}` document or a JSON array,
+/// found by a light scan that tracks strings and nesting. Stops at the first incomplete event.
+pub fn event_spans(body: &[u8]) -> Vec<(usize, usize)> {
+    let start = match body.first() {
+        Some(b'[') => 1,
+        Some(b'{') => {
+            let Some(k) = memchr::memmem::find(body, b"\"Records\"") else {
+                return Vec::new();
+            };
+            let rest = &body[k + 9..];
+            let colon = rest.iter().position(|b| !b.is_ascii_whitespace());
+            match colon.filter(|&c| rest[c] == b':') {
+                Some(c) => match rest[c + 1..].iter().position(|b| !b.is_ascii_whitespace()) {
+                    Some(p) if rest[c + 1 + p] == b'[' => k + 9 + c + 1 + p + 1,
+                    _ => return Vec::new(),
+                },
+                None => return Vec::new(),
+            }
+        }
+        _ => return Vec::new(),
+    };
+    let mut spans = Vec::new();
+    let mut i = start;
+    loop {
+        while i < body.len() && (body[i].is_ascii_whitespace() || body[i] == b',') {
+            i += 1;
+        }
+        if i >= body.len() || body[i] != b'{' {
+            return spans;
+        }
+        match matching_close(body, i) {
+            Some(end) => {
+                spans.push((i, end));
+                i = end;
+            }
+            None => return spans,
+        }
+    }
+}
+
+/// The end (exclusive) of the object or array opening at `open`, or `None` if it never closes.
+fn matching_close(body: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = open;
+    while i < body.len() {
+        match body[i] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b'"' => {
+                i += 1;
+                loop {
+                    let j = memchr::memchr2(b'"', b'\\', &body[i..])?;
+                    if body[i + j] == b'\\' {
+                        i += j + 2;
+                    } else {
+                        i += j;
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A walk over one parsed document: the tape (`t`), the structural indexes (`s`) and the
+/// untouched source text, kept in step.
+struct Walk<'a, 'n> {
+    file: &'a str,
+    nodes: &'a [Node<'n>],
+    si: &'a [u32],
+    src: &'a [u8],
+    t: usize,
+    s: usize,
+    un: &'a mut Unmapped,
+    scratch: &'a mut Vec<u8>,
+}
+
+impl<'a, 'n> Walk<'a, 'n> {
+    fn document(
+        &mut self,
+        out: &mut BatchBuilder,
+        decoded: &mut Decoded,
+        top_level: bool,
+    ) -> Result<(), DocError> {
+        match self.nodes[0] {
+            Node::Array { len, .. } => {
+                self.t += 1;
+                self.s += 1;
+                for i in 0..len {
+                    self.event_or_skip(out, decoded, i);
+                    self.s += 1; // ',' or ']'
+                }
+                Ok(())
+            }
+            Node::Object { .. } if is_event(self.nodes, 0) => {
+                self.event(out);
+                decoded.records += 1;
+                Ok(())
+            }
+            Node::Object { len, .. } => {
+                // `{"Records": [...]}`, possibly beside other keys.
+                self.t += 1;
+                self.s += 1;
+                let mut found = false;
+                for _ in 0..len {
+                    let key = self.key();
+                    if key == "Records"
+                        && matches!(self.nodes[self.t], Node::Array { .. })
+                        && !found
+                    {
+                        found = true;
+                        let Node::Array { len, .. } = self.nodes[self.t] else {
+                            unreachable!()
+                        };
+                        self.t += 1;
+                        self.s += 1;
+                        for i in 0..len {
+                            self.event_or_skip(out, decoded, i);
+                            self.s += 1;
+                        }
+                        if len == 0 {
+                            self.s += 1;
+                        }
+                    } else {
+                        self.skip_value();
+                    }
+                    self.s += 1;
+                }
+                match (found, top_level) {
+                    (true, _) => Ok(()),
+                    (false, true) => Err(DocError::NotEvents(format!(
+                        "an object with keys {} and no \"Records\" array",
+                        top_keys(self.nodes).join(", ")
+                    ))),
+                    (false, false) => Err(DocError::NotEvents(
+                        "no eventTime, eventName, eventSource or eventID".into(),
+                    )),
+                }
+            }
+            _ => Err(DocError::NotEvents(
+                "the document is a single JSON value".into(),
+            )),
+        }
+    }
+
+    /// Decode the array element at the cursor as an event, or skip it and count an error.
+    fn event_or_skip(&mut self, out: &mut BatchBuilder, decoded: &mut Decoded, i: usize) {
+        if is_event(self.nodes, self.t) {
+            self.event(out);
+            decoded.records += 1;
+        } else {
+            let (a, _) = self.skip_value();
+            decoded.record_errors.push(
+                DocError::NotEvents(
+                    "not an object with eventTime, eventName, eventSource or eventID".into(),
+                )
+                .into_error(self.file, i, a),
+            );
+        }
+    }
+
+    fn event(&mut self, out: &mut BatchBuilder) {
+        self.un.clear();
+        self.object(RECORD, &mut out.root);
+        match self.un.finish() {
+            Some(text) => out.unmapped.append_value(text),
+            None => out.unmapped.append_null(),
+        }
+        out.end_row();
+    }
+
+    fn pos(&self, s: usize) -> usize {
+        self.si[s] as usize
+    }
+
+    /// The source text of the key at structural `s` (quotes and escapes included).
+    fn key_text(&self, s: usize) -> &'a [u8] {
+        let (a, b) = (self.pos(s), self.pos(s + 1));
+        &self.src[a..trim_end(self.src, a, b)]
+    }
+
+    /// Read the key at the cursor and step over it and its ':'.
+    fn key(&mut self) -> &'n str {
+        let Node::String(k) = self.nodes[self.t] else {
+            unreachable!("object keys are strings")
+        };
+        self.t += 1;
+        self.s += 2;
+        k
+    }
+
+    /// Step over the value at the cursor; return its byte range in the source.
+    fn skip_value(&mut self) -> (usize, usize) {
+        let start = self.pos(self.s);
+        match self.nodes[self.t] {
+            Node::Object { count, .. } | Node::Array { count, .. } => {
+                self.t += 1 + count;
+                let mut depth = 0u32;
+                loop {
+                    let c = self.src[self.pos(self.s)];
+                    self.s += 1;
+                    match c {
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                (start, self.pos(self.s - 1) + 1)
+            }
+            _ => {
+                self.t += 1;
+                self.s += 1;
+                let end = self.si.get(self.s).map_or(self.src.len(), |&p| p as usize);
+                (start, trim_end(self.src, start, end))
+            }
+        }
+    }
+
+    /// Step over the value at the cursor and keep it, under its key, in the unmapped object.
+    fn keep_unmapped(&mut self, key_s: usize) {
+        let (a, b) = self.skip_value();
+        let key = self.key_text(key_s);
+        let value = compact(&self.src[a..b], self.scratch);
+        self.un.entry(key, value);
+    }
+
+    /// Decode the object at the cursor into a struct column.
+    fn object(&mut self, specs: &'static [FieldSpec], col: &mut StructCol) {
+        let Node::Object { len, .. } = self.nodes[self.t] else {
+            unreachable!()
+        };
+        self.t += 1;
+        self.s += 1;
+        let mut seen = 0u64;
+        let mut hint = 0;
+        for _ in 0..len {
+            let key_s = self.s;
+            let key = self.key();
+            match find_field(specs, key, hint) {
+                Some(i) if seen & (1 << i) == 0 => {
+                    seen |= 1 << i;
+                    hint = i + 1;
+                    self.field(&specs[i], &mut col.children[i], key_s);
+                }
+                _ => self.keep_unmapped(key_s),
+            }
+            self.s += 1; // ',' or '}'
+        }
+        if len == 0 {
+            self.s += 1;
+        }
+        for (i, child) in col.children.iter_mut().enumerate() {
+            if seen & (1 << i) == 0 {
+                child.append_null();
+            }
+        }
+        col.validity.append_non_null();
+        col.len += 1;
+    }
+
+    fn field(&mut self, spec: &'static FieldSpec, col: &mut Col, key_s: usize) {
+        let node = self.nodes[self.t];
+        match (col, node) {
+            (Col::Str(b), Node::String(v)) => {
+                b.append_value(v);
+                self.skip_scalar();
+            }
+            (Col::Json(b), Node::Static(StaticNode::Null)) => {
+                b.append_null();
+                self.keep_unmapped(key_s);
+            }
+            (Col::Json(b), _) => {
+                let (a, e) = self.skip_value();
+                let text = compact(&self.src[a..e], self.scratch);
+                // SAFETY: simd-json validated the document as UTF-8; a value's span starts and
+                // ends at ASCII structural characters and compacting drops only ASCII white
+                // space outside strings, so the text is valid UTF-8 too.
+                b.append_value(unsafe { std::str::from_utf8_unchecked(text) });
+            }
+            (Col::Bool(b), Node::Static(StaticNode::Bool(v))) => {
+                b.append_value(v);
+                self.skip_scalar();
+            }
+            (Col::Bool(b), Node::String(v @ ("true" | "false"))) => {
+                b.append_value(v == "true");
+                self.keep_unmapped(key_s);
+            }
+            (Col::Time(b), Node::String(v)) => match time::parse(v) {
+                Some(p) => {
+                    b.append_value(p.micros);
+                    if p.canonical {
+                        self.skip_scalar();
+                    } else {
+                        self.keep_unmapped(key_s);
+                    }
+                }
+                None => {
+                    b.append_null();
+                    self.keep_unmapped(key_s);
+                }
+            },
+            (Col::Struct(sc), Node::Object { .. }) => {
+                let Kind::Struct(children) = spec.kind else {
+                    unreachable!()
+                };
+                self.un.enter(spec.name);
+                self.object(children, sc);
+                self.un.leave();
+            }
+            (Col::List(lc), Node::Array { len, .. }) => {
+                let Kind::ListOfStruct(children) = spec.kind else {
+                    unreachable!()
+                };
+                let (start_t, start_s) = (self.t, self.s);
+                self.t += 1;
+                self.s += 1;
+                self.un.begin_probe();
+                for _ in 0..len {
+                    if matches!(self.nodes[self.t], Node::Object { .. }) {
+                        self.un.enter("");
+                        self.object(children, &mut lc.item);
+                        self.un.leave();
+                    } else {
+                        self.skip_value();
+                        lc.item.append_null();
+                        self.un.hit();
+                    }
+                    self.s += 1;
+                }
+                if len == 0 {
+                    self.s += 1;
+                }
+                lc.end_list();
+                if self.un.end_probe() {
+                    // An element held something the typed list cannot: keep the whole array.
+                    (self.t, self.s) = (start_t, start_s);
+                    self.keep_unmapped(key_s);
+                }
+            }
+            (col, _) => {
+                col.append_null();
+                self.keep_unmapped(key_s);
+            }
+        }
+    }
+
+    fn skip_scalar(&mut self) {
+        self.t += 1;
+        self.s += 1;
+    }
+}
+
+fn node_size(node: &Node<'_>) -> usize {
+    match node {
+        Node::Object { count, .. } | Node::Array { count, .. } => 1 + count,
+        _ => 1,
+    }
+}
+
+/// Whether the node at `t` is an object with at least one of [`EVENT_KEYS`].
+fn is_event(nodes: &[Node<'_>], t: usize) -> bool {
+    let Node::Object { len, .. } = nodes[t] else {
+        return false;
+    };
+    let mut i = t + 1;
+    for _ in 0..len {
+        if let Node::String(k) = nodes[i] {
+            if EVENT_KEYS.contains(&k) {
+                return true;
+            }
+        }
+        i += 1 + node_size(&nodes[i + 1]);
+    }
+    false
+}
+
+fn top_keys(nodes: &[Node<'_>]) -> Vec<String> {
+    let Node::Object { len, .. } = nodes[0] else {
+        return Vec::new();
+    };
+    let mut i = 1;
+    let mut keys = Vec::new();
+    for _ in 0..len.min(6) {
+        if let Node::String(k) = nodes[i] {
+            keys.push(format!("\"{k}\""));
+        }
+        i += 1 + node_size(&nodes[i + 1]);
+    }
+    keys
+}
+
+/// Find `key` among `specs`, starting at `hint` (keys mostly arrive in schema order).
+fn find_field(specs: &[FieldSpec], key: &str, hint: usize) -> Option<usize> {
+    let n = specs.len();
+    (0..n)
+        .map(|k| (hint + k) % n)
+        .find(|&i| specs[i].name.len() == key.len() && specs[i].name == key)
+}
+
+/// The JSON text `span` on one line: white space outside strings dropped when the span has
+/// line breaks or tabs, every token (number text, string escapes) exactly as in the source.
+fn compact<'s>(span: &'s [u8], scratch: &'s mut Vec<u8>) -> &'s [u8] {
+    if memchr::memchr3(b'\n', b'\r', b'\t', span).is_none() {
+        return span;
+    }
+    scratch.clear();
+    let mut in_string = false;
+    let mut escaped = false;
+    for &c in span {
+        if in_string {
+            scratch.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if c == b'"' {
+            in_string = true;
+            scratch.push(c);
+        } else if !c.is_ascii_whitespace() {
+            scratch.push(c);
+        }
+    }
+    scratch
+}
+
+fn trim_end(src: &[u8], start: usize, mut end: usize) -> usize {
+    while end > start && src[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    end
+}
+
+/// Builds the unmapped object of one record lazily: nothing is written until the first entry,
+/// and then only the path of struct keys down to it.
+#[derive(Default)]
+struct Unmapped {
+    buf: Vec<u8>,
+    path: Vec<&'static str>,
+    /// Objects currently open in `buf`, the record's own included.
+    opened: usize,
+    /// Per open level, whether it has a member already (for commas).
+    has_member: Vec<bool>,
+    probing: u32,
+    probe_hits: usize,
+}
+
+impl Unmapped {
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.path.clear();
+        self.opened = 0;
+    }
+
+    fn enter(&mut self, name: &'static str) {
+        self.path.push(name);
+    }
+
+    fn leave(&mut self) {
+        if self.opened > self.path.len() {
+            self.buf.push(b'}');
+            self.opened -= 1;
+        }
+        self.path.pop();
+    }
+
+    fn begin_probe(&mut self) {
+        if self.probing == 0 {
+            self.probe_hits = 0;
+        }
+        self.probing += 1;
+    }
+
+    fn hit(&mut self) {
+        self.probe_hits += 1;
+    }
+
+    /// End a probe; whether anything would have been written during it.
+    fn end_probe(&mut self) -> bool {
+        self.probing -= 1;
+        self.probe_hits > 0
+    }
+
+    fn comma(&mut self, level: usize) {
+        if self.has_member[level] {
+            self.buf.push(b',');
+        }
+        self.has_member[level] = true;
+    }
+
+    fn entry(&mut self, key: &[u8], value: &[u8]) {
+        if self.probing > 0 {
+            self.probe_hits += 1;
+            return;
+        }
+        let depth = self.path.len();
+        if self.has_member.len() <= depth {
+            self.has_member.resize(depth + 1, false);
+        }
+        while self.opened <= depth {
+            let level = self.opened;
+            if level == 0 {
+                self.buf.push(b'{');
+            } else {
+                self.comma(level - 1);
+                self.buf.push(b'"');
+                self.buf.extend_from_slice(self.path[level - 1].as_bytes());
+                self.buf.extend_from_slice(b"\":{");
+            }
+            self.has_member[level] = false;
+            self.opened += 1;
+        }
+        self.comma(depth);
+        self.buf.extend_from_slice(key);
+        self.buf.push(b':');
+        self.buf.extend_from_slice(value);
+    }
+
+    fn finish(&mut self) -> Option<&str> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        while self.opened > 0 {
+            self.buf.push(b'}');
+            self.opened -= 1;
+        }
+        // SAFETY: the buffer holds only slices of validated UTF-8 source cut at ASCII
+        // characters, static ASCII names and ASCII punctuation.
+        Some(unsafe { std::str::from_utf8_unchecked(&self.buf) })
+    }
+}
+
+/// Arrow builders for the canonical schema; rows are appended by [`Decoder`].
+pub struct BatchBuilder {
+    root: StructCol,
+    unmapped: StringBuilder,
+    rows: usize,
+    batch_size: usize,
+    ready: Vec<RecordBatch>,
+}
+
+impl BatchBuilder {
+    /// A builder that cuts a batch every `batch_size` rows.
+    pub fn new(batch_size: usize) -> Self {
+        Self {
+            root: StructCol::new(RECORD),
+            unmapped: StringBuilder::new(),
+            rows: 0,
+            batch_size: batch_size.max(1),
+            ready: Vec::new(),
+        }
+    }
+
+    fn end_row(&mut self) {
+        self.rows += 1;
+        if self.rows >= self.batch_size {
+            let batch = self.finish_batch();
+            self.ready.push(batch);
+        }
+    }
+
+    /// Rows appended and not yet cut into a batch.
+    pub fn pending_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Add batches decoded elsewhere (runs of a split file) to those ready.
+    pub fn push_ready(&mut self, batches: Vec<RecordBatch>) {
+        self.ready.extend(batches);
+    }
+
+    /// Batches cut so far, handed over.
+    pub fn take_ready(&mut self) -> Vec<RecordBatch> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Every batch not yet handed over, the rows still pending cut into a last one.
+    pub fn flush(&mut self) -> Vec<RecordBatch> {
+        if self.rows > 0 {
+            let batch = self.finish_batch();
+            self.ready.push(batch);
+        }
+        self.take_ready()
+    }
+
+    fn finish_batch(&mut self) -> RecordBatch {
+        self.rows = 0;
+        let mut columns = self.root.finish_children();
+        columns.push(Arc::new(self.unmapped.finish()) as ArrayRef);
+        RecordBatch::try_new(arrow_schema(), columns).expect("builders follow the schema")
+    }
+}
+
+enum Col {
+    Str(StringBuilder),
+    Json(StringBuilder),
+    Bool(BooleanBuilder),
+    Time(TimestampMicrosecondBuilder),
+    Struct(StructCol),
+    List(ListCol),
+}
+
+impl Col {
+    fn new(kind: &'static Kind) -> Self {
+        match kind {
+            Kind::Str => Col::Str(StringBuilder::new()),
+            Kind::Json => Col::Json(StringBuilder::new()),
+            Kind::Bool => Col::Bool(BooleanBuilder::new()),
+            Kind::Timestamp => Col::Time(TimestampMicrosecondBuilder::new().with_timezone(UTC)),
+            Kind::Struct(children) => Col::Struct(StructCol::new(children)),
+            Kind::ListOfStruct(children) => Col::List(ListCol {
+                offsets: vec![0],
+                validity: NullBufferBuilder::new(0),
+                item: StructCol::new(children),
+            }),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Col::Str(b) | Col::Json(b) => b.append_null(),
+            Col::Bool(b) => b.append_null(),
+            Col::Time(b) => b.append_null(),
+            Col::Struct(s) => s.append_null(),
+            Col::List(l) => {
+                l.offsets
+                    .push(*l.offsets.last().expect("offsets start at 0"));
+                l.validity.append_null();
+            }
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Col::Str(b) | Col::Json(b) => Arc::new(b.finish()),
+            Col::Bool(b) => Arc::new(b.finish()),
+            Col::Time(b) => Arc::new(b.finish()),
+            Col::Struct(s) => Arc::new(s.finish()),
+            Col::List(l) => {
+                let offsets = std::mem::replace(&mut l.offsets, vec![0]);
+                let item = l.item.finish();
+                let field = Field::new("item", DataType::Struct(struct_fields(l.item.specs)), true);
+                Arc::new(ListArray::new(
+                    Arc::new(field),
+                    OffsetBuffer::new(offsets.into()),
+                    Arc::new(item),
+                    l.validity.finish(),
+                ))
+            }
+        }
+    }
+}
+
+struct StructCol {
+    specs: &'static [FieldSpec],
+    children: Vec<Col>,
+    validity: NullBufferBuilder,
+    len: usize,
+}
+
+impl StructCol {
+    fn new(specs: &'static [FieldSpec]) -> Self {
+        assert!(
+            specs.len() <= 64,
+            "a struct level holds at most 64 known fields"
+        );
+        Self {
+            specs,
+            children: specs.iter().map(|s| Col::new(&s.kind)).collect(),
+            validity: NullBufferBuilder::new(0),
+            len: 0,
+        }
+    }
+
+    fn append_null(&mut self) {
+        self.children.iter_mut().for_each(Col::append_null);
+        self.validity.append_null();
+        self.len += 1;
+    }
+
+    fn finish_children(&mut self) -> Vec<ArrayRef> {
+        self.validity = NullBufferBuilder::new(0);
+        self.len = 0;
+        self.children.iter_mut().map(Col::finish).collect()
+    }
+
+    fn finish(&mut self) -> StructArray {
+        let nulls = self.validity.finish();
+        let len = std::mem::take(&mut self.len);
+        let columns: Vec<ArrayRef> = self.children.iter_mut().map(Col::finish).collect();
+        debug_assert!(columns.iter().all(|c| c.len() == len));
+        StructArray::new(struct_fields(self.specs), columns, nulls)
+    }
+}
+
+struct ListCol {
+    offsets: Vec<i32>,
+    validity: NullBufferBuilder,
+    item: StructCol,
+}
+
+impl ListCol {
+    fn end_list(&mut self) {
+        self.offsets
+            .push(i32::try_from(self.item.len).expect("fewer than 2^31 list items per batch"));
+        self.validity.append_non_null();
+    }
+}

@@ -1,0 +1,84 @@
+//! What can go wrong while reading trail files, with the file (and record) it happened in.
+
+/// Errors of the ingest pipeline. Every variant names the file; none of them stops a run: the
+/// pipeline reports it, skips what it must, and goes on.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The file could not be listed or read.
+    #[error("{file}: cannot read: {reason}")]
+    Read { file: String, reason: String },
+    /// The gzip data is truncated or corrupt.
+    #[error(
+        "{file}: corrupt or truncated gzip data ({reason}); {salvaged} complete records before the damage were kept"
+    )]
+    Gzip {
+        file: String,
+        reason: String,
+        salvaged: usize,
+    },
+    /// Inflating the file would exceed the configured size limit.
+    #[error("{file}: inflates to more than {limit} bytes (limit set by --max-file-size)")]
+    TooLarge { file: String, limit: usize },
+    /// The file is empty (or only white space).
+    #[error("{file}: empty file")]
+    Empty { file: String },
+    /// The file, or one record in it, is not valid JSON.
+    #[error("{file}{}: invalid JSON at byte {offset}: {reason}", record_suffix(*.record))]
+    InvalidJson {
+        file: String,
+        record: Option<usize>,
+        offset: usize,
+        reason: String,
+    },
+    /// The file is JSON but holds no CloudTrail events (or one record is not an event).
+    #[error("{file}{}: not a CloudTrail event: {reason}", record_suffix(*.record))]
+    NotCloudTrail {
+        file: String,
+        record: Option<usize>,
+        reason: String,
+    },
+}
+
+fn record_suffix(record: Option<usize>) -> String {
+    record.map(|r| format!(" record {r}")).unwrap_or_default()
+}
+
+impl IngestError {
+    /// The file the error is about.
+    pub fn file(&self) -> &str {
+        match self {
+            IngestError::Read { file, .. }
+            | IngestError::Gzip { file, .. }
+            | IngestError::TooLarge { file, .. }
+            | IngestError::Empty { file }
+            | IngestError::InvalidJson { file, .. }
+            | IngestError::NotCloudTrail { file, .. } => file,
+        }
+    }
+
+    /// A short name of the kind of error, for summaries.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            IngestError::Read { .. } => "unreadable",
+            IngestError::Gzip { .. } => "corrupt gzip",
+            IngestError::TooLarge { .. } => "too large",
+            IngestError::Empty { .. } => "empty",
+            IngestError::InvalidJson { .. } => "invalid JSON",
+            IngestError::NotCloudTrail { .. } => "not CloudTrail",
+        }
+    }
+
+    /// Whether the error lost only part of a file (some records were still read).
+    pub fn is_partial(&self) -> bool {
+        matches!(
+            self,
+            IngestError::InvalidJson {
+                record: Some(_),
+                ..
+            } | IngestError::NotCloudTrail {
+                record: Some(_),
+                ..
+            } | IngestError::Gzip { salvaged: 1.., .. }
+        )
+    }
+}

@@ -1,0 +1,302 @@
+//! The parallel ingest pipeline: fetch (async, bounded by bytes in flight) → inflate and decode
+//! (rayon workers, one reusable decoder each) → record batches and per-file reports.
+//!
+//! Memory is bounded by settings, not by the corpus: at most `read_ahead_bytes` of fetched
+//! files wait for a worker, each worker holds one inflated file and one batch under
+//! construction, and the output channel holds a few batches.
+
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use futures::StreamExt;
+use rayon::prelude::*;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::decode::{BatchBuilder, Decoded, Decoder, event_spans};
+use crate::decompress::{InflateError, Inflater, is_gzip};
+use crate::{IngestError, InputFile};
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Worker threads (CPU work).
+    pub threads: usize,
+    /// Rows per record batch.
+    pub batch_size: usize,
+    /// Largest inflated file accepted, in bytes (a guard against gzip bombs).
+    pub max_file_size: usize,
+    /// Bytes of fetched, not yet decoded files allowed in memory.
+    pub read_ahead_bytes: usize,
+    /// Object-store requests in flight.
+    pub fetch_concurrency: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            batch_size: 8192,
+            max_file_size: 2 << 30,
+            read_ahead_bytes: 64 << 20,
+            fetch_concurrency: 32,
+        }
+    }
+}
+
+/// Inflated files above this size are split into runs of events decoded in parallel.
+const SPLIT_ABOVE: usize = 16 << 20;
+/// Size of one run of events when splitting.
+const SPLIT_RUN: usize = 4 << 20;
+
+/// What the pipeline hands out.
+#[derive(Debug)]
+pub enum Message {
+    Batch(RecordBatch),
+    File(FileReport),
+}
+
+/// How one file went.
+#[derive(Debug)]
+pub struct FileReport {
+    pub file: String,
+    pub bytes_read: u64,
+    pub bytes_inflated: u64,
+    pub records: usize,
+    /// Empty when the file was read whole. With `records == 0`, the file was skipped.
+    pub errors: Vec<IngestError>,
+}
+
+/// Start ingesting `files`; batches and reports arrive on the returned channel, which closes
+/// when every file is done. Works inside or outside a tokio runtime.
+pub fn start(files: Vec<InputFile>, options: IngestOptions) -> mpsc::Receiver<Message> {
+    let threads = options.threads.max(1);
+    let (out_tx, out_rx) = mpsc::channel(threads * 2);
+    let (file_tx, file_rx) = mpsc::channel::<Fetched>(threads * 2);
+    let file_rx = Arc::new(Mutex::new(file_rx));
+
+    let fetch_options = options.clone();
+    std::thread::Builder::new()
+        .name("trailql-fetch".into())
+        .spawn(move || fetch_all(files, fetch_options, file_tx))
+        .expect("spawn the fetch thread");
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("trailql-decode-{i}"))
+        .build()
+        .expect("build the decode thread pool");
+    for _ in 0..threads {
+        let (rx, tx, options) = (file_rx.clone(), out_tx.clone(), options.clone());
+        pool.spawn(move || decode_worker(&rx, &tx, &options));
+    }
+    out_rx
+}
+
+struct Fetched {
+    file: InputFile,
+    bytes: Result<bytes::Bytes, IngestError>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+fn fetch_all(files: Vec<InputFile>, options: IngestOptions, tx: mpsc::Sender<Fetched>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("start the fetch runtime");
+    let budget_kib = (options.read_ahead_bytes >> 10).clamp(1, u32::MAX as usize >> 1);
+    let budget = Arc::new(Semaphore::new(budget_kib));
+    runtime.block_on(async move {
+        let fetches = futures::stream::iter(files).map(|file| {
+            let budget = budget.clone();
+            async move {
+                let cost = ((file.size >> 10) as usize + 1).min(budget_kib) as u32;
+                let permit = budget.acquire_many_owned(cost).await.expect("never closed");
+                let bytes = file.read().await;
+                Fetched {
+                    file,
+                    bytes,
+                    _permit: permit,
+                }
+            }
+        });
+        let mut fetches = fetches.buffered(options.fetch_concurrency.max(1));
+        while let Some(fetched) = fetches.next().await {
+            if tx.send(fetched).await.is_err() {
+                break; // the consumer went away
+            }
+        }
+    });
+}
+
+fn decode_worker(
+    rx: &Mutex<mpsc::Receiver<Fetched>>,
+    tx: &mpsc::Sender<Message>,
+    options: &IngestOptions,
+) {
+    let mut decoder = Decoder::new();
+    let mut inflater = Inflater::new();
+    let mut inflated = Vec::new();
+    let mut builder = BatchBuilder::new(options.batch_size);
+    loop {
+        let next = rx.lock().expect("fetch queue lock").blocking_recv();
+        let Some(fetched) = next else { break };
+        let report = read_file(
+            &fetched,
+            &mut decoder,
+            &mut inflater,
+            &mut inflated,
+            &mut builder,
+            options,
+        );
+        drop(fetched);
+        for batch in builder.take_ready() {
+            if tx.blocking_send(Message::Batch(batch)).is_err() {
+                return;
+            }
+        }
+        if tx.blocking_send(Message::File(report)).is_err() {
+            return;
+        }
+        if inflated.capacity() > SPLIT_ABOVE * 4 {
+            inflated = Vec::new(); // give a huge file's buffer back
+        }
+    }
+    for batch in builder.flush() {
+        if tx.blocking_send(Message::Batch(batch)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Inflate and decode one fetched file into `builder`.
+fn read_file(
+    fetched: &Fetched,
+    decoder: &mut Decoder,
+    inflater: &mut Inflater,
+    inflated: &mut Vec<u8>,
+    builder: &mut BatchBuilder,
+    options: &IngestOptions,
+) -> FileReport {
+    let name = fetched.file.display.clone();
+    let mut report = FileReport {
+        file: name.clone(),
+        bytes_read: 0,
+        bytes_inflated: 0,
+        records: 0,
+        errors: Vec::new(),
+    };
+    let data = match &fetched.bytes {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            report.errors.push(IngestError::Read {
+                file: name,
+                reason: e.to_string(),
+            });
+            return report;
+        }
+    };
+    report.bytes_read = data.len() as u64;
+    let mut gzip_damage = None;
+    let text: &[u8] = if is_gzip(data) {
+        match inflater.gunzip(data, inflated, options.max_file_size) {
+            Ok(()) => inflated,
+            Err(InflateError::TooLarge) => {
+                report.errors.push(IngestError::TooLarge {
+                    file: name,
+                    limit: options.max_file_size,
+                });
+                return report;
+            }
+            Err(InflateError::Corrupt { reason, prefix }) => {
+                gzip_damage = Some(reason);
+                *inflated = prefix;
+                inflated
+            }
+        }
+    } else if data.len() > options.max_file_size {
+        report.errors.push(IngestError::TooLarge {
+            file: name,
+            limit: options.max_file_size,
+        });
+        return report;
+    } else {
+        data
+    };
+    report.bytes_inflated = text.len() as u64;
+    let decoded = if text.len() > SPLIT_ABOVE && gzip_damage.is_none() {
+        decode_split(&name, text, decoder, builder, options)
+    } else {
+        decoder.decode_file(&name, text, builder)
+    };
+    match decoded {
+        Ok(d) => {
+            report.records = d.records;
+            report.errors = d.record_errors;
+        }
+        Err(e) if gzip_damage.is_none() => report.errors.push(e),
+        Err(_) => {}
+    }
+    if let Some(reason) = gzip_damage {
+        // The JSON error of the cut-off tail says nothing new: the gzip error replaces it.
+        report
+            .errors
+            .retain(|e| !matches!(e, IngestError::InvalidJson { record: None, .. }));
+        report.errors.push(IngestError::Gzip {
+            file: name,
+            reason,
+            salvaged: report.records,
+        });
+    }
+    report
+}
+
+/// Decode a large document as runs of events in parallel; falls back to one pass when the
+/// document is not a plain array of events.
+fn decode_split(
+    name: &str,
+    text: &[u8],
+    decoder: &mut Decoder,
+    builder: &mut BatchBuilder,
+    options: &IngestOptions,
+) -> Result<Decoded, IngestError> {
+    let spans = event_spans(text);
+    let clean_end = spans.last().is_some_and(|&(_, end)| {
+        let tail: Vec<u8> = text[end..]
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        tail == b"]" || tail == b"]}"
+    });
+    if spans.len() < 2 || !clean_end {
+        return decoder.decode_file(name, text, builder);
+    }
+    let mut runs = Vec::new();
+    let mut run_start = spans[0].0;
+    for w in spans.windows(2) {
+        if w[1].1 - run_start > SPLIT_RUN {
+            runs.push((run_start, w[0].1));
+            run_start = w[1].0;
+        }
+    }
+    runs.push((run_start, spans[spans.len() - 1].1));
+    let results: Vec<(Vec<RecordBatch>, Decoded)> = runs
+        .par_iter()
+        .map_init(Decoder::new, |dec, &(a, b)| {
+            let mut doc = Vec::with_capacity(b - a + 2);
+            doc.push(b'[');
+            doc.extend_from_slice(&text[a..b]);
+            doc.push(b']');
+            let mut local = BatchBuilder::new(options.batch_size);
+            let decoded = dec.decode_events(name, &doc, &mut local);
+            (local.flush(), decoded)
+        })
+        .collect();
+    let mut total = Decoded::default();
+    for (batches, decoded) in results {
+        builder.push_ready(batches);
+        total.records += decoded.records;
+        total.record_errors.extend(decoded.record_errors);
+    }
+    Ok(total)
+}

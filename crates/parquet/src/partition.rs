@@ -1,0 +1,150 @@
+//! Hive-style partitions computed from record values, made safe as folder names.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::TimestampMicrosecondType;
+
+/// A partition column, named as in the folder names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionKey {
+    /// `account=<recipientAccountId>`
+    Account,
+    /// `region=<awsRegion>`
+    Region,
+    /// `date=<YYYY-MM-DD of eventTime, UTC>`
+    Date,
+}
+
+impl PartitionKey {
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionKey::Account => "account",
+            PartitionKey::Region => "region",
+            PartitionKey::Date => "date",
+        }
+    }
+
+    /// Parse `account`, `region` or `date`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "account" => Some(PartitionKey::Account),
+            "region" => Some(PartitionKey::Region),
+            "date" => Some(PartitionKey::Date),
+            _ => None,
+        }
+    }
+}
+
+/// The value Hive uses for a missing partition value.
+pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// The folder (relative to the dataset root) of a row with these values.
+pub fn partition_dir(keys: &[PartitionKey], values: &[Option<String>]) -> String {
+    keys.iter()
+        .zip(values)
+        .map(|(k, v)| format!("{}={}", k.name(), safe_segment(v.as_deref())))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A value made safe as one folder name: letters, digits, `-` and `_` stay, everything else
+/// (`/`, `.`, `%`, control characters...) is percent-encoded, so a value can never leave the
+/// dataset root, name a hidden file, or clash with another value.
+fn safe_segment(value: Option<&str>) -> String {
+    match value {
+        None | Some("") => NULL_PARTITION.to_string(),
+        Some(v) => {
+            let mut out = String::with_capacity(v.len());
+            for b in v.bytes().take(200) {
+                if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                    out.push(b as char);
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Split a batch into one batch per partition folder.
+pub(crate) fn split(
+    batch: &RecordBatch,
+    keys: &[PartitionKey],
+) -> Result<Vec<(String, RecordBatch)>, arrow::error::ArrowError> {
+    if keys.is_empty() {
+        return Ok(vec![(String::new(), batch.clone())]);
+    }
+    let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let values = |key: PartitionKey, row: usize| -> Option<String> {
+        match key {
+            PartitionKey::Date => {
+                let col = batch.column_by_name("eventTime")?;
+                let t = col.as_primitive::<TimestampMicrosecondType>();
+                t.is_valid(row).then(|| {
+                    chrono::DateTime::from_timestamp_micros(t.value(row))
+                        .map(|d| d.format("%Y-%m-%d").to_string())
+                })?
+            }
+            PartitionKey::Account | PartitionKey::Region => {
+                let name = if key == PartitionKey::Account {
+                    "recipientAccountId"
+                } else {
+                    "awsRegion"
+                };
+                let col = batch.column_by_name(name)?.as_string_opt::<i32>()?;
+                col.is_valid(row).then(|| col.value(row).to_string())
+            }
+        }
+    };
+    let mut last: Option<(Vec<Option<String>>, String)> = None;
+    for row in 0..batch.num_rows() {
+        let vals: Vec<Option<String>> = keys.iter().map(|&k| values(k, row)).collect();
+        let dir = match &last {
+            Some((v, d)) if *v == vals => d.clone(),
+            _ => {
+                let d = partition_dir(keys, &vals);
+                last = Some((vals, d.clone()));
+                d
+            }
+        };
+        groups.entry(dir).or_default().push(row as u32);
+    }
+    if groups.len() == 1 {
+        let (dir, _) = groups.into_iter().next().expect("one group");
+        return Ok(vec![(dir, batch.clone())]);
+    }
+    groups
+        .into_iter()
+        .map(|(dir, rows)| Ok((dir, take_record_batch(batch, &UInt32Array::from(rows))?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crafted_values_cannot_escape_or_hide() {
+        let keys = [PartitionKey::Region];
+        for evil in ["../../x", "..", ".hidden", "a/b", "x\0y", "%2e%2e"] {
+            let dir = partition_dir(&keys, &[Some(evil.to_string())]);
+            let seg = dir.strip_prefix("region=").unwrap();
+            assert!(
+                !seg.contains('/') && !seg.contains('.') && !seg.contains('\0'),
+                "{dir}"
+            );
+            assert!(!seg.is_empty());
+        }
+        assert_eq!(
+            partition_dir(&keys, &[Some("us-east-1".into())]),
+            "region=us-east-1"
+        );
+        assert_eq!(
+            partition_dir(&keys, &[None]),
+            format!("region={NULL_PARTITION}")
+        );
+    }
+}
