@@ -1,1 +1,4 @@
-mod roundtrip;
+//! The one integration-test binary of trailql (each test binary links all of DataFusion).
+
+mod convert;
+mod util;

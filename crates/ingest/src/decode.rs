@@ -626,10 +626,10 @@ fn is_event(nodes: &[Node<'_>], t: usize) -> bool {
     };
     let mut i = t + 1;
     for _ in 0..len {
-        if let Node::String(k) = nodes[i] {
-            if EVENT_KEYS.contains(&k) {
-                return true;
-            }
+        if let Node::String(k) = nodes[i]
+            && EVENT_KEYS.contains(&k)
+        {
+            return true;
         }
         i += 1 + node_size(&nodes[i + 1]);
     }
@@ -967,5 +967,95 @@ impl ListCol {
         self.offsets
             .push(i32::try_from(self.item.len).expect("fewer than 2^31 list items per batch"));
         self.validity.append_non_null();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+
+    fn decode(text: &str) -> (RecordBatch, Decoded) {
+        let mut out = BatchBuilder::new(1024);
+        let decoded = Decoder::new()
+            .decode_file("t.json", text.as_bytes(), &mut out)
+            .unwrap();
+        let batches = out.flush();
+        assert_eq!(batches.len(), 1);
+        (batches.into_iter().next().unwrap(), decoded)
+    }
+
+    fn unmapped(batch: &RecordBatch, row: usize) -> Option<String> {
+        let col = batch
+            .column_by_name(trailql_schema::UNMAPPED)
+            .unwrap()
+            .as_string::<i32>();
+        col.is_valid(row).then(|| col.value(row).to_string())
+    }
+
+    #[test]
+    fn unknown_keys_are_kept_at_their_path() {
+        let (b, d) = decode(
+            r#"{"Records":[{"eventName":"A","new":1,"userIdentity":{"type":"Root","sessionContext":{"attributes":{"x":"y"}},"z":[1]},"tlsDetails":{"q":true}}]}"#,
+        );
+        assert_eq!(d.records, 1);
+        assert_eq!(
+            unmapped(&b, 0).unwrap(),
+            r#"{"new":1,"userIdentity":{"sessionContext":{"attributes":{"x":"y"}},"z":[1]},"tlsDetails":{"q":true}}"#
+        );
+    }
+
+    #[test]
+    fn records_without_surprises_have_no_unmapped_value() {
+        let (b, _) = decode(r#"[{"eventName":"A","requestParameters":{"a":1},"readOnly":true}]"#);
+        assert_eq!(unmapped(&b, 0), None);
+        let rp = b
+            .column_by_name("requestParameters")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(rp.value(0), r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn payload_spans_are_compacted_but_tokens_kept() {
+        let (b, _) = decode(
+            "{\"eventName\":\"A\",\"requestParameters\": {\n  \"a b\" : 1.50e+3,\n  \"c\": \"x  \\\" y\"\n}}",
+        );
+        let rp = b
+            .column_by_name("requestParameters")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(rp.value(0), r#"{"a b":1.50e+3,"c":"x  \" y"}"#);
+    }
+
+    #[test]
+    fn a_list_with_anything_unusual_is_kept_whole() {
+        let (b, _) = decode(r#"[{"eventName":"A","resources":[{"ARN":"a"},{"ARN":"b","new":1}]}]"#);
+        assert_eq!(
+            unmapped(&b, 0).unwrap(),
+            r#"{"resources":[{"ARN":"a"},{"ARN":"b","new":1}]}"#
+        );
+        let list = b.column_by_name("resources").unwrap().as_list::<i32>();
+        assert_eq!(list.value(0).len(), 2);
+    }
+
+    #[test]
+    fn event_spans_find_complete_events_only() {
+        let text = br#"{"Records": [ {"a":"}"} , {"b":[1,{"c":"\""}]}, {"d":"#;
+        let spans = event_spans(text);
+        assert_eq!(spans.len(), 2);
+        assert_eq!(&text[spans[0].0..spans[0].1], br#"{"a":"}"}"#);
+        assert_eq!(&text[spans[1].0..spans[1].1], br#"{"b":[1,{"c":"\""}]}"#);
+    }
+
+    #[test]
+    fn a_non_event_array_element_is_a_record_error() {
+        let mut out = BatchBuilder::new(16);
+        let d = Decoder::new()
+            .decode_file("f.json", br#"[{"eventName":"A"},42,{"other":1}]"#, &mut out)
+            .unwrap();
+        assert_eq!(d.records, 1);
+        assert_eq!(d.record_errors.len(), 2);
+        assert!(d.record_errors[0].to_string().contains("f.json record 1"));
     }
 }

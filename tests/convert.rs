@@ -1,0 +1,351 @@
+//! `trailql convert` and `trailql export` over real and damaged inputs.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn by_event_id(events: Vec<Value>) -> HashMap<String, Vec<Value>> {
+    let mut map: HashMap<String, Vec<Value>> = HashMap::new();
+    for e in events {
+        let id = e["eventID"].as_str().unwrap_or_default().to_string();
+        map.entry(id).or_default().push(e);
+    }
+    for v in map.values_mut() {
+        v.sort_by_key(|e| e.to_string());
+    }
+    map
+}
+
+#[test]
+fn every_real_event_round_trips_through_parquet() {
+    let input = real_events();
+    assert!(
+        input.len() > 3000,
+        "the real sample has {} events",
+        input.len()
+    );
+    let (run, dataset) = convert(&[&data_dir()], &[]);
+    // tests/data holds a README and two licenses: skipped as "not JSON", which is no loss.
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let output = export(dataset.path());
+    assert_eq!(output.len(), input.len());
+    let (want, got) = (by_event_id(input), by_event_id(output));
+    for (id, events) in &want {
+        assert_eq!(
+            got.get(id),
+            Some(events),
+            "event {id} differs after the round trip"
+        );
+    }
+}
+
+#[test]
+fn awslogs_layout_skips_digests_and_other_services_without_error() {
+    let root = tempfile::tempdir().unwrap();
+    let files = build_awslogs(root.path());
+    let out = tempfile::tempdir().unwrap();
+    let run = trailql(&[
+        "convert",
+        &root.path().display().to_string(),
+        "--out",
+        &out.path().display().to_string(),
+    ]);
+    let err = stderr(&run);
+    assert_eq!(run.status.code(), Some(0), "{err}");
+    assert!(err.contains(&format!("from {files} files")), "{err}");
+    assert!(err.contains("skipped 1 files: CloudTrail digest"), "{err}");
+    assert!(
+        err.contains("skipped 1 files: other service's logs"),
+        "{err}"
+    );
+    assert_eq!(export(out.path()).len(), real_events().len());
+}
+
+#[test]
+fn edge_cases_survive_exactly() {
+    let src = fixture("edge-cases.json");
+    let (run, dataset) = convert(&[&src], &["--partition-by", "none"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let text =
+        String::from_utf8(trailql(&["export", &dataset.path().display().to_string()]).stdout)
+            .unwrap();
+    let input: Value = serde_json::from_slice(&std::fs::read(&src).unwrap()).unwrap();
+    let want = by_event_id(input["Records"].as_array().unwrap().clone());
+    let got = by_event_id(
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    );
+    assert_eq!(got, want);
+    // Number text and escapes are kept as written, not re-encoded through a double.
+    for exact in [
+        "123456789012345678901234567890",
+        "524.0",
+        "9.48587e-05",
+        "-0.0",
+        r"a\u0000b",
+        r"\ud83d\ude00",
+        r"\u003d",
+    ] {
+        assert!(text.contains(exact), "{exact} lost from {text}");
+    }
+    // Repeated keys: the last one wins, as in every JSON reader.
+    assert!(text.contains("DupLast"));
+}
+
+#[test]
+fn typed_columns_hold_best_effort_values_and_unmapped_holds_the_rest() {
+    let (run, dataset) = convert(&[&fixture("edge-cases.json")], &["--partition-by", "none"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let py = python_with(&["pyarrow", "duckdb"]);
+    let script = format!(
+        r#"
+import duckdb
+con = duckdb.connect()
+rows = con.execute("select eventID, readOnly, userIdentity.type, _unmapped, requestParameters, responseElements, eventTime::varchar from read_parquet('{}/**/*.parquet') order by eventID").fetchall()
+for r in rows: print(r)
+"#,
+        dataset.path().display()
+    );
+    let out = std::process::Command::new(py)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    // edge-1: readOnly "true" is read as true and the original string kept in _unmapped.
+    assert!(
+        lines[0].starts_with("('edge-1', True, None,"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains(r#""readOnly":"true""#), "{}", lines[0]);
+    assert!(lines[0].contains(r#""userIdentity":"a string where an object belongs""#));
+    assert!(lines[0].contains(r#""managementEvent":null"#));
+    // {} stays {}, and "" stays "": distinct from null.
+    assert!(lines[0].contains("'{}'"), "{}", lines[0]);
+    // edge-2: an unparseable eventTime is NULL in the column and kept as text.
+    assert!(
+        lines[1].contains(r#""eventTime":"not a time""#),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].ends_with("None)"), "{}", lines[1]);
+}
+
+#[test]
+fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = json_files(&data_dir())
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("invictus"))
+        .unwrap();
+    let good_bytes = std::fs::read(&good).unwrap();
+    let good_events = serde_json::from_slice::<Value>(&good_bytes).unwrap()["Records"]
+        .as_array()
+        .unwrap()
+        .len();
+    std::fs::write(dir.path().join("good.json"), &good_bytes).unwrap();
+    let gz = gzip(&good_bytes);
+    std::fs::write(
+        dir.path().join("truncated.json.gz"),
+        &gz[..gz.len() * 2 / 3],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("invalid.json"),
+        br#"{"Records":[{"eventName":"A","eventID":"a"},{"eventName":"B","#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("garbage.json"), b"this is not json").unwrap();
+    std::fs::write(dir.path().join("empty.json"), b"").unwrap();
+    std::fs::write(
+        dir.path().join("not-cloudtrail.json"),
+        br#"{"hello":"world"}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("numbers.json"), b"[1,2,3]").unwrap();
+    std::fs::write(dir.path().join("lines.jsonl"), b"{\"eventName\":\"L1\",\"eventID\":\"l1\"}\n{broken\n{\"eventName\":\"L3\",\"eventID\":\"l3\"}\n").unwrap();
+
+    let (run, dataset) = convert(&[dir.path()], &[]);
+    let err = stderr(&run);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "skipped input must give exit code 1: {err}"
+    );
+    for name in [
+        "truncated.json.gz",
+        "invalid.json",
+        "garbage.json",
+        "empty.json",
+        "not-cloudtrail.json",
+        "numbers.json",
+        "lines.jsonl",
+    ] {
+        assert!(err.contains(name), "{name} not named in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("lines.jsonl record 2"),
+        "the bad line is named: {err}"
+    );
+    let events = export(dataset.path());
+    let ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["eventID"].as_str())
+        .collect();
+    // Every good record is kept: the good file, the complete records of the damaged files.
+    assert!(
+        ids.contains(&"a") && ids.contains(&"l1") && ids.contains(&"l3"),
+        "{ids:?}"
+    );
+    let salvaged = ids.len() - good_events - 3;
+    assert!(
+        salvaged > 0 && salvaged < good_events,
+        "the truncated gzip kept {salvaged} of {good_events}"
+    );
+}
+
+#[test]
+fn other_shapes_are_detected_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = real_events();
+    let ndjson: String = events[..50].iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(dir.path().join("export.ndjson"), &ndjson).unwrap();
+    std::fs::write(
+        dir.path().join("array.json"),
+        serde_json::to_vec(&events[50..80]).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("one.json"),
+        serde_json::to_vec(&events[80]).unwrap(),
+    )
+    .unwrap();
+    // Three gzip members, as some tools append them.
+    let doc = serde_json::to_vec(&serde_json::json!({"Records": events[81..100]})).unwrap();
+    let third = doc.len() / 3;
+    let mut multi = gzip(&doc[..third]);
+    multi.extend(gzip(&doc[third..2 * third]));
+    multi.extend(gzip(&doc[2 * third..]));
+    std::fs::write(dir.path().join("multi.json.gz"), multi).unwrap();
+    let (run, dataset) = convert(&[dir.path()], &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let got = by_event_id(export(dataset.path()));
+    assert_eq!(got, by_event_id(events[..100].to_vec()));
+}
+
+#[test]
+fn output_reads_the_same_in_pyarrow_and_duckdb() {
+    let (run, dataset) = convert(&[&data_dir()], &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let py = python_with(&["pyarrow", "duckdb"]);
+    let script = format!(
+        r#"
+import pyarrow.dataset as ds, duckdb
+root = "{root}"
+t = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+con = duckdb.connect()
+n = con.execute(f"select count(*) from read_parquet('{{root}}/**/*.parquet', hive_partitioning=true)").fetchone()[0]
+top = con.execute(f"select eventName, count(*) c from read_parquet('{{root}}/**/*.parquet') group by 1 order by 2 desc, 1 limit 1").fetchone()
+arns = con.execute(f"select count(distinct userIdentity.arn) from read_parquet('{{root}}/**/*.parquet')").fetchone()[0]
+print(t.num_rows, n, top[0], top[1], arns, t.schema.field("eventTime").type)
+"#,
+        root = dataset.path().display()
+    );
+    let out = std::process::Command::new(py)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let events = real_events();
+    assert_eq!(fields[0], events.len().to_string());
+    assert_eq!(fields[1], events.len().to_string());
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for e in &events {
+        *counts.entry(e["eventName"].as_str().unwrap()).or_default() += 1;
+    }
+    let (name, count) = counts
+        .iter()
+        .max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n)))
+        .unwrap();
+    assert_eq!((fields[2], fields[3]), (*name, count.to_string().as_str()));
+    let arns: std::collections::HashSet<&str> = events
+        .iter()
+        .filter_map(|e| e["userIdentity"]["arn"].as_str())
+        .collect();
+    assert_eq!(fields[4], arns.len().to_string());
+    assert!(text.contains("timestamp[us, tz=UTC]"), "{text}");
+}
+
+#[test]
+fn files_are_sorted_by_event_time_and_no_temporary_file_is_left() {
+    let (run, dataset) = convert(&[&data_dir()], &["--partition-by", "none"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let names: Vec<String> = std::fs::read_dir(dataset.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.ends_with(".parquet") && !n.starts_with('.')),
+        "{names:?}"
+    );
+    let py = python_with(&["pyarrow", "duckdb"]);
+    let script = format!(
+        r#"
+import pyarrow.parquet as pq, glob
+for f in glob.glob("{}/*.parquet"):
+    t = pq.read_table(f, columns=["eventTime"]).column(0).to_pylist()
+    assert t == sorted(t), f
+    md = pq.ParquetFile(f).metadata
+    assert md.row_group(0).column(0).compression == "ZSTD", md.row_group(0).column(0).compression
+print("ok")
+"#,
+        dataset.path().display()
+    );
+    let out = std::process::Command::new(py)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn missing_source_and_bad_options_fail_in_plain_words() {
+    let out = tempfile::tempdir().unwrap();
+    let run = trailql(&[
+        "convert",
+        "/no/such/folder",
+        "--out",
+        &out.path().display().to_string(),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    let err = stderr(&run);
+    assert!(
+        err.contains("/no/such/folder") && err.contains("no such file or folder"),
+        "{err}"
+    );
+    let run = trailql(&["convert", ".", "--out", "x", "--partition-by", "month"]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(stderr(&run).contains("unknown partition key `month`"));
+}
