@@ -1,4 +1,5 @@
 //! The one integration-test binary of trailql (each test binary links all of DataFusion).
 
 mod convert;
+mod sql;
 mod util;

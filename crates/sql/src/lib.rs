@@ -1,1 +1,155 @@
-//! placeholder
+//! SQL over CloudTrail with DataFusion: one table, `cloudtrail`, over a converted Parquet dataset
+//! or straight over raw archives (read through the same ingest pipeline and schema), with JSON
+//! payload access and functions investigators need.
+
+mod functions;
+mod raw;
+
+use std::sync::Arc;
+
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use trailql_ingest::{IngestOptions, StoreOptions};
+
+pub use functions::FUNCTIONS;
+pub use raw::RawTrailTable;
+
+/// The name of the table.
+pub const TABLE: &str = "cloudtrail";
+
+/// Errors of the SQL layer.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The source could not be opened.
+    #[error("{source_path}: {reason}")]
+    Source { source_path: String, reason: String },
+    /// Planning or running a query failed.
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+}
+
+/// What the `cloudtrail` table reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A Parquet dataset written by `trailql convert`.
+    Parquet,
+    /// Raw trail files (`.json`, `.json.gz`), decoded on every query.
+    Raw,
+}
+
+/// A session with DataFusion set up for CloudTrail: identifiers keep their case
+/// (`eventName` works unquoted), JSON functions and trailql's functions registered.
+pub fn new_context() -> Result<SessionContext, SqlError> {
+    let mut config = SessionConfig::new().with_information_schema(true);
+    let options = config.options_mut();
+    options.sql_parser.enable_ident_normalization = false;
+    // PostgreSQL's operator precedence: `col->>'key' IS NOT NULL` applies `->>` first.
+    options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    // Read strings as the schema declares them (Utf8), the same for Parquet and raw archives.
+    options.execution.parquet.schema_force_view_types = false;
+    options.execution.parquet.pushdown_filters = true;
+    options.execution.parquet.reorder_filters = true;
+    let mut ctx = SessionContext::new_with_config(config);
+    datafusion_functions_json::register_all(&mut ctx)?;
+    functions::register(&ctx);
+    Ok(ctx)
+}
+
+/// A session whose `cloudtrail` table reads `source`: a dataset folder holding Parquet files, or
+/// any mix of trail files and folders (local or object store) read raw.
+pub async fn open(
+    sources: &[String],
+    store: &StoreOptions,
+    ingest: IngestOptions,
+) -> Result<(SessionContext, SourceKind), SqlError> {
+    let ctx = new_context()?;
+    let kind = register(&ctx, TABLE, sources, store, ingest).await?;
+    Ok((ctx, kind))
+}
+
+/// Register a table over `sources` under `name`; whether it reads Parquet or raw files.
+pub async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    sources: &[String],
+    store: &StoreOptions,
+    ingest: IngestOptions,
+) -> Result<SourceKind, SqlError> {
+    if let [single] = sources
+        && let Some(table) = parquet_table(single).await?
+    {
+        ctx.register_table(name, Arc::new(table))?;
+        return Ok(SourceKind::Parquet);
+    }
+    let files = trailql_ingest::discover(sources, store)
+        .await
+        .map_err(|e| SqlError::Source {
+            source_path: e.file().to_string(),
+            reason: e.to_string(),
+        })?;
+    ctx.register_table(name, Arc::new(RawTrailTable::new(files, ingest)))?;
+    Ok(SourceKind::Raw)
+}
+
+/// A listing table over `path` if it is a local folder of Parquet files.
+async fn parquet_table(path: &str) -> Result<Option<ListingTable>, SqlError> {
+    let root = std::path::Path::new(path);
+    let Some(first) = first_parquet(root) else {
+        return Ok(None);
+    };
+    let partition_cols: Vec<(String, arrow::datatypes::DataType)> = first
+        .strip_prefix(root)
+        .unwrap_or(&first)
+        .parent()
+        .map(|p| {
+            p.iter()
+                .filter_map(|seg| seg.to_str()?.split_once('=').map(|(k, _)| k.to_string()))
+                .map(|k| (k, arrow::datatypes::DataType::Utf8))
+                .collect()
+        })
+        .unwrap_or_default();
+    let bad = |reason: String| SqlError::Source {
+        source_path: path.to_string(),
+        reason,
+    };
+    let abs = std::fs::canonicalize(root).map_err(|e| bad(e.to_string()))?;
+    let url =
+        ListingTableUrl::parse(format!("{}/", abs.display())).map_err(|e| bad(e.to_string()))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(partition_cols);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(trailql_schema::arrow_schema());
+    Ok(Some(ListingTable::try_new(config)?))
+}
+
+/// The first Parquet file under `root` in path order (hidden files and folders skipped).
+fn first_parquet(root: &std::path::Path) -> Option<std::path::PathBuf> {
+    if !root.is_dir() {
+        return None;
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name()?.to_str()?;
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        if path.is_dir() {
+            if let Some(found) = first_parquet(&path) {
+                return Some(found);
+            }
+        } else if name.ends_with(".parquet") {
+            return Some(path);
+        }
+    }
+    None
+}

@@ -1,0 +1,285 @@
+//! The `cloudtrail` table over raw trail files: every scan runs the ingest pipeline (the one
+//! decoder of trailql), skipping files whose `AWSLogs/.../YYYY/MM/DD` delivery date cannot hold
+//! events in the query's `eventTime` range.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use chrono::{DateTime, Days, NaiveDate};
+use datafusion::catalog::Session;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use datafusion::scalar::ScalarValue;
+use trailql_ingest::{FileKind, IngestOptions, InputFile, Message};
+
+/// Days before the first and after the last day of a time filter whose deliveries are still
+/// read: events land in the folder of their delivery, usually within minutes, at times a day
+/// or more late.
+const DELIVERY_MARGIN_BEFORE: u64 = 1;
+const DELIVERY_MARGIN_AFTER: u64 = 2;
+
+/// Raw trail files as a table.
+#[derive(Debug)]
+pub struct RawTrailTable {
+    files: Arc<Vec<InputFile>>,
+    options: IngestOptions,
+}
+
+impl RawTrailTable {
+    /// A table over `files` (non-event files among them are left out).
+    pub fn new(files: Vec<InputFile>, options: IngestOptions) -> Self {
+        let files = files
+            .into_iter()
+            .filter(|f| f.kind == FileKind::Events)
+            .collect();
+        Self {
+            files: Arc::new(files),
+            options,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for RawTrailTable {
+    fn schema(&self) -> SchemaRef {
+        trailql_schema::arrow_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Filters only choose files; DataFusion still applies every one of them to the rows.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (lo, hi) = time_bounds(filters);
+        let files: Vec<InputFile> = self
+            .files
+            .iter()
+            .filter(|f| delivery_may_hold(f.path_date, lo, hi))
+            .cloned()
+            .collect();
+        let partition = Arc::new(RawPartition {
+            schema: self.schema(),
+            files: Arc::new(files),
+            options: self.options.clone(),
+        });
+        Ok(Arc::new(StreamingTableExec::try_new(
+            self.schema(),
+            vec![partition],
+            projection,
+            Vec::new(),
+            false,
+            limit,
+        )?))
+    }
+}
+
+#[derive(Debug)]
+struct RawPartition {
+    schema: SchemaRef,
+    files: Arc<Vec<InputFile>>,
+    options: IngestOptions,
+}
+
+impl PartitionStream for RawPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let rx = trailql_ingest::start(self.files.as_ref().clone(), self.options.clone());
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await? {
+                    Message::Batch(batch) => return Some((Ok(batch), rx)),
+                    Message::File(report) => {
+                        for e in &report.errors {
+                            eprintln!("trailql: skipped: {e}");
+                        }
+                    }
+                }
+            }
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}
+
+/// Whether a file delivered on `date` may hold events in `[lo, hi]` (microseconds, UTC).
+fn delivery_may_hold(date: Option<NaiveDate>, lo: Option<i64>, hi: Option<i64>) -> bool {
+    let Some(date) = date else { return true };
+    let day = |micros: i64| DateTime::from_timestamp_micros(micros).map(|d| d.date_naive());
+    if let Some(first) = lo.and_then(day)
+        && date
+            < first
+                .checked_sub_days(Days::new(DELIVERY_MARGIN_BEFORE))
+                .unwrap_or(first)
+    {
+        return false;
+    }
+    if let Some(last) = hi.and_then(day)
+        && date
+            > last
+                .checked_add_days(Days::new(DELIVERY_MARGIN_AFTER))
+                .unwrap_or(last)
+    {
+        return false;
+    }
+    true
+}
+
+/// The tightest `eventTime` bounds implied by conjunctive filters.
+fn time_bounds(filters: &[Expr]) -> (Option<i64>, Option<i64>) {
+    let mut lo: Option<i64> = None;
+    let mut hi: Option<i64> = None;
+    fn raise(lo: &mut Option<i64>, v: i64) {
+        *lo = Some(lo.map_or(v, |l| l.max(v)));
+    }
+    fn lower(hi: &mut Option<i64>, v: i64) {
+        *hi = Some(hi.map_or(v, |h| h.min(v)));
+    }
+    let mut stack: Vec<&Expr> = filters.iter().collect();
+    while let Some(expr) = stack.pop() {
+        match expr {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::And,
+                right,
+            }) => {
+                stack.push(left);
+                stack.push(right);
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (op, value) = match (is_event_time(left), is_event_time(right)) {
+                    (true, false) => (*op, micros(right)),
+                    (false, true) => (op.swap().unwrap_or(*op), micros(left)),
+                    _ => continue,
+                };
+                let Some(v) = value else { continue };
+                match op {
+                    Operator::Gt | Operator::GtEq => raise(&mut lo, v),
+                    Operator::Lt | Operator::LtEq => lower(&mut hi, v),
+                    Operator::Eq => {
+                        raise(&mut lo, v);
+                        lower(&mut hi, v);
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            }) if is_event_time(expr) => {
+                if let Some(v) = micros(low) {
+                    raise(&mut lo, v);
+                }
+                if let Some(v) = micros(high) {
+                    lower(&mut hi, v);
+                }
+            }
+            _ => {}
+        }
+    }
+    (lo, hi)
+}
+
+fn is_event_time(expr: &Expr) -> bool {
+    match expr {
+        Expr::Column(c) => c.name == "eventTime",
+        Expr::Cast(c) => is_event_time(&c.expr),
+        Expr::TryCast(c) => is_event_time(&c.expr),
+        _ => false,
+    }
+}
+
+/// A literal time as microseconds since the epoch.
+fn micros(expr: &Expr) -> Option<i64> {
+    match expr {
+        Expr::Literal(value, _) => match value {
+            ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
+            ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000),
+            ScalarValue::TimestampMicrosecond(Some(v), _) => Some(*v),
+            ScalarValue::TimestampNanosecond(Some(v), _) => Some(v / 1_000),
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)) => trailql_schema::time::parse(s)
+                .map(|p| p.micros)
+                .or_else(|| {
+                    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+                    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+                }),
+            _ => None,
+        },
+        Expr::Cast(c) => micros(&c.expr),
+        Expr::TryCast(c) => micros(&c.expr),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{ident as col, lit};
+
+    fn ts(s: &str) -> i64 {
+        trailql_schema::time::parse(s).unwrap().micros
+    }
+
+    #[test]
+    fn bounds_come_from_comparisons_and_between() {
+        let f = col("eventTime")
+            .gt_eq(lit("2023-07-10T00:00:00Z"))
+            .and(col("eventTime").lt(lit("2023-07-11T00:00:00Z")));
+        assert_eq!(
+            time_bounds(&[f]),
+            (
+                Some(ts("2023-07-10T00:00:00Z")),
+                Some(ts("2023-07-11T00:00:00Z"))
+            )
+        );
+        let f = col("eventTime").between(lit("2023-07-10"), lit("2023-07-12"));
+        assert_eq!(time_bounds(&[f]).0, Some(ts("2023-07-10T00:00:00Z")));
+        assert_eq!(time_bounds(&[col("eventName").eq(lit("x"))]), (None, None));
+    }
+
+    #[test]
+    fn delivery_dates_keep_a_margin() {
+        let day = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+        let (lo, hi) = (
+            Some(ts("2023-07-10T00:00:00Z")),
+            Some(ts("2023-07-10T23:59:59Z")),
+        );
+        assert!(delivery_may_hold(day("2023-07-10"), lo, hi));
+        assert!(
+            delivery_may_hold(day("2023-07-11"), lo, hi),
+            "next-day delivery of late events"
+        );
+        assert!(delivery_may_hold(day("2023-07-12"), lo, hi));
+        assert!(!delivery_may_hold(day("2023-07-13"), lo, hi));
+        assert!(!delivery_may_hold(day("2023-07-08"), lo, hi));
+        assert!(
+            delivery_may_hold(None, lo, hi),
+            "files outside AWSLogs/ are always read"
+        );
+    }
+}

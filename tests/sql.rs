@@ -1,0 +1,257 @@
+//! SQL tests in sqllogictest format (`tests/sql/*.slt`), each file run against the raw archive
+//! in `tests/data` **and** the Parquet dataset converted from it: both must give the answers
+//! written in the file. `TRAILQL_SLT_COMPLETE=1 cargo test --test integration sql::` rewrites
+//! the expected results from the Parquet table (review the diff before committing).
+
+use std::path::{Path, PathBuf};
+
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use async_trait::async_trait;
+use datafusion::prelude::SessionContext;
+use sqllogictest::{DBOutput, DefaultColumnType};
+use trailql_ingest::{IngestOptions, StoreOptions};
+
+use crate::util::*;
+
+struct TrailDb {
+    ctx: SessionContext,
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for TrailDb {
+    type Error = datafusion::error::DataFusionError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Self::Error> {
+        let df = self.ctx.sql(sql).await?;
+        let columns = df.schema().fields().len();
+        let batches = df.collect().await?;
+        let options = FormatOptions::default().with_null("NULL");
+        let mut rows = Vec::new();
+        for batch in &batches {
+            let formatters = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<Result<Vec<_>, _>>()?;
+            for row in 0..batch.num_rows() {
+                rows.push(
+                    formatters
+                        .iter()
+                        .map(|f| match f.value(row).to_string() {
+                            s if s.is_empty() => "(empty)".to_string(),
+                            s => s,
+                        })
+                        .collect(),
+                );
+            }
+        }
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; columns],
+            rows,
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "trailql"
+    }
+}
+
+fn slt_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    files
+}
+
+async fn context(source: &Path) -> SessionContext {
+    let options = IngestOptions {
+        threads: 2,
+        ..IngestOptions::default()
+    };
+    trailql_sql::open(
+        &[source.display().to_string()],
+        &StoreOptions::default(),
+        options,
+    )
+    .await
+    .expect("open the source")
+    .0
+}
+
+async fn run_all(source: &Path, complete: bool) {
+    for file in slt_files() {
+        let ctx = context(source).await;
+        let mut runner = sqllogictest::Runner::new(move || {
+            let ctx = ctx.clone();
+            async move { Ok(TrailDb { ctx }) }
+        });
+        if complete {
+            runner
+                .update_test_file(
+                    &file,
+                    " ",
+                    sqllogictest::default_validator,
+                    sqllogictest::default_normalizer,
+                    sqllogictest::default_column_validator,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        } else {
+            runner
+                .run_file_async(&file)
+                .await
+                .unwrap_or_else(|e| panic!("{} over {}:\n{e}", file.display(), source.display()));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_over_the_converted_parquet_dataset() {
+    let (run, dataset) = convert(&[&data_dir()], &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let complete = std::env::var_os("TRAILQL_SLT_COMPLETE").is_some();
+    run_all(dataset.path(), complete).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_over_the_raw_archive() {
+    if std::env::var_os("TRAILQL_SLT_COMPLETE").is_some() {
+        return; // completed from the Parquet table; checked against raw on the next run
+    }
+    run_all(&data_dir(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_over_an_awslogs_tree_with_time_pruning() {
+    let root = tempfile::tempdir().unwrap();
+    build_awslogs(root.path());
+    let ctx = context(root.path()).await;
+    let all = ctx
+        .sql("SELECT count(*) FROM cloudtrail")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let total = arrow::util::pretty::pretty_format_batches(&all)
+        .unwrap()
+        .to_string();
+    assert!(total.contains(&real_events().len().to_string()), "{total}");
+    // A filter on eventTime reads only deliveries within a margin of the range, and still gives
+    // exactly the rows a full scan gives.
+    let q = "SELECT count(*) FROM cloudtrail WHERE eventTime >= TIMESTAMP '2023-07-10T12:00:00Z' AND eventTime < TIMESTAMP '2023-07-10T12:30:00Z'";
+    let pruned = ctx.sql(q).await.unwrap().collect().await.unwrap();
+    let full_ctx = context(&data_dir()).await;
+    let full = full_ctx.sql(q).await.unwrap().collect().await.unwrap();
+    assert_eq!(
+        arrow::util::pretty::pretty_format_batches(&pruned)
+            .unwrap()
+            .to_string(),
+        arrow::util::pretty::pretty_format_batches(&full)
+            .unwrap()
+            .to_string()
+    );
+}
+
+#[test]
+fn every_cookbook_query_is_in_the_sql_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cookbook = std::fs::read_to_string(root.join("docs/cookbook.md")).unwrap();
+    let slt = std::fs::read_to_string(root.join("tests/sql/cookbook.slt")).unwrap();
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let slt = norm(&slt);
+    let queries: Vec<&str> = cookbook
+        .split("```sql")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(
+        queries.len() >= 20,
+        "the cookbook has {} queries",
+        queries.len()
+    );
+    for q in queries {
+        assert!(
+            slt.contains(&norm(q)),
+            "cookbook query not tested in cookbook.slt:\n{q}"
+        );
+    }
+}
+
+#[test]
+fn query_prints_every_format_and_runs_scripts() {
+    let data = data_dir().display().to_string();
+    let sql = "SELECT eventName, count(*) AS n FROM cloudtrail WHERE eventName LIKE 'CreateAccess%' GROUP BY 1";
+    let csv = trailql(&["query", &data, sql, "--format", "csv"]);
+    assert_eq!(
+        String::from_utf8_lossy(&csv.stdout),
+        "eventName,n\nCreateAccessKey,4\n",
+        "{}",
+        stderr(&csv)
+    );
+    let json = trailql(&["query", &data, sql, "--format", "json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&json.stdout).trim(),
+        r#"{"eventName":"CreateAccessKey","n":4}"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("q.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "-- a comment; with a semicolon\nSET datafusion.execution.batch_size = 1024;\n{sql};\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("r.parquet");
+    let run = trailql(&[
+        "query",
+        &data,
+        "--file",
+        &script.display().to_string(),
+        "--format",
+        "parquet",
+        "-o",
+        &out.display().to_string(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let file = std::fs::File::open(&out).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let table = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    assert!(table.contains("| CreateAccessKey | 4 |"), "{table}");
+}
+
+#[test]
+fn query_errors_are_one_clear_line() {
+    let data = data_dir().display().to_string();
+    for (args, needle) in [
+        (vec!["query", &data, "SELEC 1"], "SELEC"),
+        (
+            vec!["query", &data, "SELECT nosuch FROM cloudtrail"],
+            "nosuch",
+        ),
+        (vec!["query", "/no/such/path", "SELECT 1"], "/no/such/path"),
+    ] {
+        let run = trailql(&args);
+        let err = stderr(&run);
+        assert_eq!(run.status.code(), Some(2), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(needle) && !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+    }
+}
