@@ -2,6 +2,7 @@
 
 mod convert;
 mod export;
+mod generate;
 mod progress;
 mod sql;
 
@@ -40,6 +41,7 @@ struct Cli {
 enum Command {
     Convert(convert::Args),
     Export(export::Args),
+    Generate(generate::Args),
     Query(sql::QueryArgs),
     Shell(sql::ShellArgs),
 }
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Convert(args) => convert::run(args),
         Command::Export(args) => export::run(args),
+        Command::Generate(args) => generate::run(args),
         Command::Query(args) => sql::query(args),
         Command::Shell(args) => sql::shell(args),
     };
