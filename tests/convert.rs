@@ -406,3 +406,62 @@ fn json_files_gz(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn a_large_single_file_is_split_across_workers_and_loses_nothing() {
+    // About 24 MB of JSON in one gzip file: above the 16 MiB split threshold, so it is decoded
+    // as parallel runs of events.
+    let events = real_events();
+    let mut all = Vec::new();
+    for copy in 0..6 {
+        for e in &events {
+            let mut e = e.clone();
+            e["eventID"] = format!("{copy}-{}", e["eventID"].as_str().unwrap()).into();
+            all.push(e);
+        }
+    }
+    let doc = serde_json::to_vec(&serde_json::json!({ "Records": all })).unwrap();
+    assert!(doc.len() > 17 << 20, "{} bytes", doc.len());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.json.gz"), gzip(&doc)).unwrap();
+    let (run, dataset) = convert(&[dir.path()], &["--threads", "2"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    assert_eq!(by_event_id(export(dataset.path())), by_event_id(all));
+}
+
+#[test]
+fn json_access_agrees_with_duckdb_on_the_real_data() {
+    let (run, dataset) = convert(&[&data_dir()], &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let root = dataset.path().display().to_string();
+    let ours = trailql(&[
+        "query",
+        &root,
+        "SELECT json_get_str(requestParameters, 'bucketName') AS b, count(*) AS n FROM cloudtrail WHERE requestParameters->>'bucketName' IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1",
+        "--format",
+        "csv",
+    ]);
+    assert!(ours.status.success(), "{}", stderr(&ours));
+    let py = python_with(&["pyarrow", "duckdb"]);
+    let script = format!(
+        r#"
+import duckdb
+rows = duckdb.connect().execute("select json_extract_string(requestParameters, '$.bucketName') b, count(*) n from read_parquet('{root}/**/*.parquet') where json_extract_string(requestParameters, '$.bucketName') is not null group by 1 order by 2 desc, 1").fetchall()
+print("b,n")
+for b, n in rows: print(f"{{b}},{{n}}")
+"#
+    );
+    let theirs = std::process::Command::new(py)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        theirs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ours.stdout),
+        String::from_utf8_lossy(&theirs.stdout)
+    );
+}

@@ -30,6 +30,9 @@ pub enum IngestError {
         offset: usize,
         reason: String,
     },
+    /// A bug met while decoding the file: reported, and the run goes on.
+    #[error("{file}: internal error while decoding ({reason}); please report it")]
+    Internal { file: String, reason: String },
     /// The file is JSON but holds no CloudTrail events (or one record is not an event).
     #[error("{file}{}: not a CloudTrail event: {reason}", record_suffix(*.record))]
     NotCloudTrail {
@@ -52,6 +55,7 @@ impl IngestError {
             | IngestError::TooLarge { file, .. }
             | IngestError::Empty { file }
             | IngestError::InvalidJson { file, .. }
+            | IngestError::Internal { file, .. }
             | IngestError::NotCloudTrail { file, .. } => file,
         }
     }
@@ -65,6 +69,7 @@ impl IngestError {
             IngestError::Empty { .. } => "empty",
             IngestError::InvalidJson { .. } => "invalid JSON",
             IngestError::NotCloudTrail { .. } => "not CloudTrail",
+            IngestError::Internal { .. } => "internal error",
         }
     }
 

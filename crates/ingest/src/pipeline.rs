@@ -140,14 +140,39 @@ fn decode_worker(
     loop {
         let next = rx.lock().expect("fetch queue lock").blocking_recv();
         let Some(fetched) = next else { break };
-        let report = read_file(
-            &fetched,
-            &mut decoder,
-            &mut inflater,
-            &mut inflated,
-            &mut builder,
-            options,
-        );
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            read_file(
+                &fetched,
+                &mut decoder,
+                &mut inflater,
+                &mut inflated,
+                &mut builder,
+                options,
+            )
+        }));
+        let report = attempt.unwrap_or_else(|panic| {
+            // A bug, not bad input: the builder may hold half a row. Keep the batches already
+            // cut, start afresh, and name the file.
+            let ready = builder.take_ready();
+            builder = BatchBuilder::new(options.batch_size);
+            builder.push_ready(ready);
+            decoder = Decoder::new();
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            FileReport {
+                file: fetched.file.display.clone(),
+                bytes_read: 0,
+                bytes_inflated: 0,
+                records: 0,
+                errors: vec![IngestError::Internal {
+                    file: fetched.file.display.clone(),
+                    reason,
+                }],
+            }
+        });
         drop(fetched);
         for batch in builder.take_ready() {
             if tx.blocking_send(Message::Batch(batch)).is_err() {
