@@ -99,7 +99,6 @@ fn edge_cases_survive_exactly() {
 fn typed_columns_hold_best_effort_values_and_unmapped_holds_the_rest() {
     let (run, dataset) = convert(&[&fixture("edge-cases.json")], &["--partition-by", "none"]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
-    let py = python_with(&["pyarrow", "duckdb"]);
     let script = format!(
         r#"
 import duckdb
@@ -109,16 +108,7 @@ for r in rows: print(r)
 "#,
         dataset.path().display()
     );
-    let out = std::process::Command::new(py)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = python(&script);
     let lines: Vec<&str> = text.lines().collect();
     // edge-1: readOnly "true" is read as true and the original string kept in _unmapped.
     assert!(
@@ -247,7 +237,6 @@ fn other_shapes_are_detected_per_file() {
 fn output_reads_the_same_in_pyarrow_and_duckdb() {
     let (run, dataset) = convert(&[&data_dir()], &[]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
-    let py = python_with(&["pyarrow", "duckdb"]);
     let script = format!(
         r#"
 import pyarrow.dataset as ds, duckdb
@@ -261,16 +250,7 @@ print(t.num_rows, n, top[0], top[1], arns, t.schema.field("eventTime").type)
 "#,
         root = dataset.path().display()
     );
-    let out = std::process::Command::new(py)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = python(&script);
     let fields: Vec<&str> = text.split_whitespace().collect();
     let events = real_events();
     assert_eq!(fields[0], events.len().to_string());
@@ -306,7 +286,6 @@ fn files_are_sorted_by_event_time_and_no_temporary_file_is_left() {
             .all(|n| n.ends_with(".parquet") && !n.starts_with('.')),
         "{names:?}"
     );
-    let py = python_with(&["pyarrow", "duckdb"]);
     let script = format!(
         r#"
 import pyarrow.parquet as pq, glob
@@ -319,15 +298,7 @@ print("ok")
 "#,
         dataset.path().display()
     );
-    let out = std::process::Command::new(py)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(python(&script).trim(), "ok");
 }
 
 #[test]
@@ -367,7 +338,7 @@ fn generated_corpora_are_deterministic_and_convert_whole() {
         ]);
         assert!(run.status.success(), "{}", stderr(&run));
     }
-    let files = json_files_gz(a.path());
+    let files = files_ending(a.path(), ".json.gz");
     assert!(files.len() > 5, "{} files", files.len());
     for f in &files {
         let twin = b.path().join(f.strip_prefix(a.path()).unwrap());
@@ -391,20 +362,6 @@ fn generated_corpora_are_deterministic_and_convert_whole() {
         .map(|e| e["eventID"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 3000, "event ids are unique");
-}
-
-fn json_files_gz(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(json_files_gz(&path));
-        } else if path.to_string_lossy().ends_with(".json.gz") {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
@@ -442,7 +399,6 @@ fn json_access_agrees_with_duckdb_on_the_real_data() {
         "csv",
     ]);
     assert!(ours.status.success(), "{}", stderr(&ours));
-    let py = python_with(&["pyarrow", "duckdb"]);
     let script = format!(
         r#"
 import duckdb
@@ -451,17 +407,5 @@ print("b,n")
 for b, n in rows: print(f"{{b}},{{n}}")
 "#
     );
-    let theirs = std::process::Command::new(py)
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        theirs.status.success(),
-        "{}",
-        String::from_utf8_lossy(&theirs.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&ours.stdout),
-        String::from_utf8_lossy(&theirs.stdout)
-    );
+    assert_eq!(String::from_utf8_lossy(&ours.stdout), python(&script));
 }

@@ -46,12 +46,17 @@ pub fn real_events() -> Vec<serde_json::Value> {
 }
 
 pub fn json_files(dir: &Path) -> Vec<PathBuf> {
+    files_ending(dir, ".json")
+}
+
+/// Files under `dir` whose names end with `suffix`, in path order.
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            out.extend(json_files(&path));
-        } else if path.extension().is_some_and(|e| e == "json") {
+            out.extend(files_ending(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
             out.push(path);
         }
     }
@@ -100,8 +105,22 @@ pub fn build_awslogs(root: &Path) -> usize {
     n
 }
 
+/// Run a Python script with pyarrow and duckdb importable; its standard output.
+pub fn python(script: &str) -> String {
+    let out = Command::new(python_with(&["pyarrow", "duckdb"]))
+        .args(["-c", script])
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
 /// A Python interpreter with `packages` importable, installing them with pip the first time.
-pub fn python_with(packages: &[&str]) -> &'static str {
+fn python_with(packages: &[&str]) -> &'static str {
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(|| {
         let probe = format!("import {}", packages.join(", "));
