@@ -822,11 +822,6 @@ impl BatchBuilder {
         }
     }
 
-    /// Rows appended and not yet cut into a batch.
-    pub fn pending_rows(&self) -> usize {
-        self.rows
-    }
-
     /// Add batches decoded elsewhere (runs of a split file) to those ready.
     pub fn push_ready(&mut self, batches: Vec<RecordBatch>) {
         self.ready.extend(batches);

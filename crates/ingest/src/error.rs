@@ -72,18 +72,4 @@ impl IngestError {
             IngestError::Internal { .. } => "internal error",
         }
     }
-
-    /// Whether the error lost only part of a file (some records were still read).
-    pub fn is_partial(&self) -> bool {
-        matches!(
-            self,
-            IngestError::InvalidJson {
-                record: Some(_),
-                ..
-            } | IngestError::NotCloudTrail {
-                record: Some(_),
-                ..
-            } | IngestError::Gzip { salvaged: 1.., .. }
-        )
-    }
 }

@@ -19,7 +19,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use trailql_schema::{RECORD, UNMAPPED, arrow_schema, event_time_index};
+use trailql_schema::{UNMAPPED, arrow_schema, event_time_index};
 
 pub use partition::{PartitionKey, partition_dir};
 
@@ -290,11 +290,6 @@ fn leaf_index(name: &str) -> usize {
         .take_while(|f| f.name() != name)
         .map(|f| leaves(f.data_type()))
         .sum()
-}
-
-/// Names of the top-level columns, for readers that check a dataset is trailql's.
-pub fn column_names() -> Vec<&'static str> {
-    RECORD.iter().map(|f| f.name).chain([UNMAPPED]).collect()
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@ pub enum SqlError {
     /// The source could not be opened.
     #[error("{source_path}: {reason}")]
     Source { source_path: String, reason: String },
+    /// The raw files could not be listed or read.
+    #[error(transparent)]
+    Ingest(#[from] trailql_ingest::IngestError),
     /// Planning or running a query failed.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
@@ -84,12 +87,7 @@ pub async fn register(
         ctx.register_table(name, Arc::new(table))?;
         return Ok(SourceKind::Parquet);
     }
-    let files = trailql_ingest::discover(sources, store)
-        .await
-        .map_err(|e| SqlError::Source {
-            source_path: e.file().to_string(),
-            reason: e.to_string(),
-        })?;
+    let files = trailql_ingest::discover(sources, store).await?;
     ctx.register_table(name, Arc::new(RawTrailTable::new(files, ingest)))?;
     Ok(SourceKind::Raw)
 }
