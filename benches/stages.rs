@@ -7,7 +7,7 @@ use std::path::Path;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use trailql_ingest::decompress::Inflater;
 use trailql_ingest::{BatchBuilder, Decoder};
-use trailql_parquet::{DatasetWriter, WriterOptions};
+use trailql_parquet::{WriterOptions, encode_sorted, writer_properties};
 
 /// All real sample files as one `{"Records":[...]}` document, about 4 MB.
 fn sample() -> Vec<u8> {
@@ -62,20 +62,14 @@ fn stages(c: &mut Criterion) {
     let mut builder = BatchBuilder::new(8192);
     decoder.decode_file("sample", &json, &mut builder).unwrap();
     let batches = builder.flush();
-    let dir = tempfile::tempdir().unwrap();
+    let props = writer_properties(&WriterOptions::default());
     group.bench_function("encode Parquet (sorted, zstd)", |b| {
         b.iter(|| {
-            let options = WriterOptions {
-                partition_by: vec![],
-                ..WriterOptions::default()
-            };
-            let mut writer = DatasetWriter::new(dir.path(), options).unwrap();
-            for batch in &batches {
-                writer.write(batch.clone()).unwrap();
-            }
-            for f in writer.finish().unwrap() {
-                std::fs::remove_file(f.path).unwrap();
-            }
+            encode_sorted(&batches, &props, 64 * 1024)
+                .ok()
+                .unwrap()
+                .bytes
+                .len()
         })
     });
     group.finish();

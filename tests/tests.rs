@@ -1,5 +1,6 @@
 //! The one integration-test binary of trailql (each test binary links all of DataFusion).
 
 mod convert;
+mod lake;
 mod sql;
 mod util;

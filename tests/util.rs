@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 /// The repository's `tests/data` folder of real CloudTrail events.
 pub fn data_dir() -> PathBuf {
@@ -107,7 +107,14 @@ pub fn build_awslogs(root: &Path) -> usize {
 
 /// Run a Python script with pyarrow and duckdb importable; its standard output.
 pub fn python(script: &str) -> String {
-    let out = Command::new(python_with(&["pyarrow", "duckdb"]))
+    python_using(&["pyarrow", "duckdb"], script)
+}
+
+/// Run a Python script with `packages` (PyPI names that are also module names) importable,
+/// installing them with pip the first time; its standard output.
+pub fn python_using(packages: &[&str], script: &str) -> String {
+    ensure_python_packages(packages);
+    let out = Command::new("python3")
         .args(["-c", script])
         .output()
         .expect("run python3");
@@ -119,25 +126,123 @@ pub fn python(script: &str) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
-/// A Python interpreter with `packages` importable, installing them with pip the first time.
-fn python_with(packages: &[&str]) -> &'static str {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        let probe = format!("import {}", packages.join(", "));
-        let ok = Command::new("python3")
-            .args(["-c", &probe])
+/// Install `packages` with pip unless they import already.
+fn ensure_python_packages(packages: &[&str]) {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let probe = format!("import {}", packages.join(", "));
+    let ok = Command::new("python3")
+        .args(["-c", &probe])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(packages)
             .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let status = Command::new("python3")
-                .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
-                .args(packages)
-                .status()
-                .expect("run pip");
-            assert!(status.success(), "pip install {packages:?} failed");
+            .expect("run pip");
+        assert!(status.success(), "pip install {packages:?} failed");
+    }
+}
+
+/// An S3-compatible server (moto's server mode, from PyPI) on a free loopback port, stopped
+/// when dropped.
+pub struct S3Server {
+    child: std::process::Child,
+    pub endpoint: String,
+    port: u16,
+}
+
+impl S3Server {
+    pub fn start() -> Self {
+        ensure_python_packages(&["moto", "flask", "flask_cors"]);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto's S3 server");
+        let server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-    });
-    "python3"
+        server
+    }
+
+    /// Create a bucket (moto takes unsigned requests).
+    pub fn create_bucket(&self, name: &str) {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+
+    /// Put `body` at `s3://bucket/key`.
+    pub fn put(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        use object_store::ObjectStoreExt;
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(store.put(&key.into(), body.into()))
+            .unwrap();
+    }
+
+    /// Run `trailql` with credentials for this server.
+    pub fn trailql(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_trailql"))
+            .arg(args[0])
+            .args(["--endpoint", &self.endpoint, "--region", "us-east-1"])
+            .args(&args[1..])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .output()
+            .expect("run trailql")
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Convert `sources` into a fresh temporary dataset; the run's output and the folder.

@@ -1,10 +1,13 @@
 //! `trailql convert`: CloudTrail archives in, a Parquet dataset out.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
 
 use anyhow::Context;
-use trailql_ingest::{FileKind, IngestOptions, Message, StoreOptions};
-use trailql_parquet::{DatasetWriter, PartitionKey, WriterOptions};
+use trailql_ingest::{
+    FileKind, FileReport, IngestError, IngestOptions, InputFile, Message, StoreOptions,
+};
+use trailql_lake::{Commit, DataFile, InputRecord, InputStatus, Lake, Operation};
+use trailql_parquet::{DatasetWriter, PartitionKey, WriterOptions, default_run_id};
 
 use crate::EXIT_SKIPPED;
 use crate::progress::Tally;
@@ -25,9 +28,10 @@ pub struct Args {
     #[arg(required = true, value_name = "SRC")]
     sources: Vec<String>,
 
-    /// Dataset folder to write (created if missing; new files are added beside existing ones).
-    #[arg(short, long, value_name = "DIR")]
-    out: PathBuf,
+    /// Dataset to write: a folder or an object-store URL (created if missing). Running again
+    /// converts only inputs that are new or changed since the last run.
+    #[arg(short, long, value_name = "DIR|URL")]
+    out: String,
 
     /// Partition folders, outermost first: any of account, region, date (by eventTime, UTC),
     /// comma separated; "none" for a flat folder.
@@ -51,11 +55,16 @@ pub struct Args {
     #[arg(long, default_value_t = 2048, value_name = "MIB")]
     max_file_size: usize,
 
+    /// Commit after about this much input (compressed MiB): a stopped run keeps what it
+    /// committed, and the next run starts from there.
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    commit_every_mb: usize,
+
     /// zstd compression level (1-22).
     #[arg(long, default_value_t = 3)]
     zstd_level: i32,
 
-    /// AWS region for s3:// sources.
+    /// AWS region for s3:// sources and outputs.
     #[arg(long)]
     region: Option<String>,
 
@@ -74,13 +83,49 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         region: args.region.clone(),
         endpoint: args.endpoint.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("trailql-io")
         .enable_all()
         .build()?;
     let found = runtime.block_on(trailql_ingest::discover(&args.sources, &store))?;
+    let location = crate::output_location(&args.out, &store)?;
+    let mut lake = runtime
+        .block_on(Lake::open(location))
+        .with_context(|| format!("cannot open the dataset {}", args.out))?;
+    let run_id = default_run_id();
+    let recovered = runtime.block_on(lake.recover(&run_id))?;
+    if !recovered.deleted.is_empty() && !args.quiet {
+        eprintln!(
+            "trailql: removed {} data files of a run that did not finish",
+            recovered.deleted.len()
+        );
+    }
+
+    // Which inputs need converting: new ones, and ones changed since they were converted.
     let (events, others): (Vec<_>, Vec<_>) =
         found.into_iter().partition(|f| f.kind == FileKind::Events);
-    let mut tally = Tally::new(events.len(), args.quiet);
+    let mut todo = Vec::new();
+    let mut up_to_date = 0usize;
+    for file in events {
+        let e_tag = input_tag(&file);
+        match lake
+            .state()
+            .status(&file.display, file.size, e_tag.as_deref())
+        {
+            InputStatus::Converted => up_to_date += 1,
+            InputStatus::New => todo.push(file),
+            InputStatus::Changed => {
+                eprintln!(
+                    "trailql: warning: {} changed since it was converted; converting it again \
+                     (rows of its earlier version stay)",
+                    file.display
+                );
+                todo.push(file);
+            }
+        }
+    }
+    let mut tally = Tally::new(todo.len(), args.quiet);
     for other in &others {
         tally.skip(match other.kind {
             FileKind::Digest => "CloudTrail digest",
@@ -94,36 +139,109 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     options.batch_size = args.batch_size.max(1);
     options.max_file_size = args.max_file_size << 20;
-    let mut writer = DatasetWriter::new(
-        &args.out,
-        WriterOptions {
-            partition_by,
-            buffer_bytes: args.buffer_mb << 20,
-            zstd_level: args.zstd_level,
-            ..WriterOptions::default()
-        },
-    )
-    .with_context(|| format!("cannot write to {}", args.out.display()))?;
+    let writer_options = WriterOptions {
+        partition_by,
+        buffer_bytes: args.buffer_mb << 20,
+        zstd_level: args.zstd_level,
+        run_id: run_id.clone(),
+        ..WriterOptions::default()
+    };
 
-    let mut rx = trailql_ingest::start(events, options);
-    while let Some(message) = rx.blocking_recv() {
-        match message {
-            Message::Batch(batch) => writer.write(batch)?,
-            Message::File(report) => tally.file_done(report),
+    // One commit per part of about `commit_every_mb` of input: a stopped run keeps every
+    // part it committed.
+    let mut written_files = 0usize;
+    let mut written_bytes = 0u64;
+    for (part, inputs) in split_by_size(todo, args.commit_every_mb << 20)
+        .into_iter()
+        .enumerate()
+    {
+        let part_id = format!("{run_id}-{part:03}");
+        let records: HashMap<String, InputRecord> = inputs
+            .iter()
+            .map(|f| {
+                let record = InputRecord {
+                    name: f.display.clone(),
+                    size: f.size,
+                    e_tag: input_tag(f),
+                };
+                (f.display.clone(), record)
+            })
+            .collect();
+        let mut writer = DatasetWriter::new(
+            lake.location().clone(),
+            runtime.handle().clone(),
+            WriterOptions {
+                run_id: part_id.clone(),
+                ..writer_options.clone()
+            },
+        );
+        let mut commit = Commit::new(Operation::Convert, &part_id);
+        let mut rx = trailql_ingest::start(inputs, options.clone());
+        while let Some(message) = rx.blocking_recv() {
+            match message {
+                Message::Batch(batch) => writer.write(batch)?,
+                Message::File(report) => {
+                    if is_settled(&report) {
+                        commit.inputs.extend(records.get(&report.file).cloned());
+                    }
+                    tally.file_done(report);
+                }
+            }
+        }
+        let written = writer.finish()?;
+        written_files += written.len();
+        written_bytes += written.iter().map(|f| f.bytes).sum::<u64>();
+        commit.added = written.iter().map(DataFile::from).collect();
+        if !commit.inputs.is_empty() || !commit.added.is_empty() {
+            runtime.block_on(lake.commit(commit))?;
         }
     }
-    let written = writer.finish()?;
     tally.finish();
     if !args.quiet {
-        let bytes = written.iter().map(|f| f.bytes).sum();
-        eprintln!("{}", tally.summary(Some((written.len(), bytes))));
-        eprintln!("dataset: {}", args.out.display());
+        eprintln!("{}", tally.summary(Some((written_files, written_bytes))));
+        if up_to_date > 0 {
+            eprintln!("{up_to_date} files were converted by earlier runs and left as they are");
+        }
+        eprintln!("dataset: {}", args.out);
     }
     Ok(if tally.anything_lost() {
         EXIT_SKIPPED
     } else {
         0
     })
+}
+
+/// The version tag to remember for an input. Local files have none: their tag changes with
+/// every copy or `touch`, which would convert the same events twice.
+fn input_tag(file: &InputFile) -> Option<String> {
+    file.display
+        .contains("://")
+        .then(|| file.e_tag.clone())
+        .flatten()
+}
+
+/// Whether a file is done with, whatever its errors: true unless it could not be read at all
+/// or was over the size limit, which a later run (or a larger limit) may get past.
+fn is_settled(report: &FileReport) -> bool {
+    !report
+        .errors
+        .iter()
+        .any(|e| matches!(e, IngestError::Read { .. } | IngestError::TooLarge { .. }))
+}
+
+/// Consecutive runs of inputs of about `bytes` each (at least one input per run).
+fn split_by_size(inputs: Vec<InputFile>, bytes: usize) -> Vec<Vec<InputFile>> {
+    let mut parts: Vec<Vec<InputFile>> = Vec::new();
+    let mut size = 0usize;
+    for file in inputs {
+        if parts.is_empty() || size >= bytes {
+            parts.push(Vec::new());
+            size = 0;
+        }
+        size += file.size as usize;
+        parts.last_mut().expect("a part").push(file);
+    }
+    parts
 }
 
 fn parse_partitions(text: &str) -> anyhow::Result<Vec<PartitionKey>> {

@@ -46,6 +46,30 @@ enum Command {
     Shell(sql::ShellArgs),
 }
 
+/// The dataset at `target` (a local folder, created if missing, or an object-store URL).
+pub fn output_location(
+    target: &str,
+    store: &trailql_ingest::StoreOptions,
+) -> anyhow::Result<trailql_parquet::DatasetLocation> {
+    use anyhow::Context;
+    let is_url = target.contains("://");
+    if !is_url {
+        std::fs::create_dir_all(target).with_context(|| format!("cannot create {target}"))?;
+    }
+    let found = trailql_ingest::open_store(target, store)?;
+    let display = if is_url {
+        target.to_string()
+    } else {
+        found.display_root.display(found.prefix.as_ref())
+    };
+    Ok(trailql_parquet::DatasetLocation::new(
+        found.store,
+        found.prefix,
+        display,
+        !is_url,
+    ))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

@@ -14,4 +14,6 @@ pub mod source;
 pub use decode::{BatchBuilder, Decoded, Decoder};
 pub use error::IngestError;
 pub use pipeline::{FileReport, IngestOptions, Message, start};
-pub use source::{FileKind, InputFile, StoreOptions, discover};
+pub use source::{
+    DisplayRoot, FileKind, InputFile, StoreLocation, StoreOptions, discover, open_store,
+};

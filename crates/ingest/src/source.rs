@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::IngestError;
@@ -42,6 +45,9 @@ pub struct InputFile {
     /// How the user would write it: a local path or a URL.
     pub display: String,
     pub size: u64,
+    /// The store's version tag (S3 ETag; inode, size and time for local files), used to
+    /// notice an object that changed since it was converted.
+    pub e_tag: Option<String>,
     pub kind: FileKind,
     /// The delivery date in an `AWSLogs/.../YYYY/MM/DD/` path.
     pub path_date: Option<NaiveDate>,
@@ -66,16 +72,17 @@ pub async fn discover(
 ) -> Result<Vec<InputFile>, IngestError> {
     let mut files = Vec::new();
     for input in inputs {
-        let (store, prefix, display_root) = open(input, options)?;
-        let listed: Vec<_> =
-            store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|e| IngestError::Read {
-                    file: input.clone(),
-                    reason: e.to_string(),
-                })?;
+        let StoreLocation {
+            store,
+            prefix,
+            display_root,
+        } = open_store(input, options)?;
+        let listed = list_concurrently(&store, &prefix)
+            .await
+            .map_err(|e| IngestError::Read {
+                file: input.clone(),
+                reason: e.to_string(),
+            })?;
         if listed.is_empty() {
             // Not a folder: a single object (or nothing at all).
             let meta = store.head(&prefix).await.map_err(|e| IngestError::Read {
@@ -89,6 +96,7 @@ pub async fn discover(
                 store: store.clone(),
                 display: input.clone(),
                 size: meta.size,
+                e_tag: meta.e_tag.clone(),
                 kind: FileKind::Events,
                 path_date: path_date(meta.location.as_ref()),
                 path: meta.location,
@@ -104,6 +112,7 @@ pub async fn discover(
                 path_date: path_date(rel),
                 display,
                 size: meta.size,
+                e_tag: meta.e_tag.clone(),
                 path: meta.location,
             });
         }
@@ -113,14 +122,55 @@ pub async fn discover(
     Ok(files)
 }
 
-/// How to show a listed object: under the local path or URL the user typed.
-enum DisplayRoot {
+/// Folders listed at once while walking a tree.
+const LIST_CONCURRENCY: usize = 32;
+
+/// Every object under `prefix`, found by walking its folders with up to [`LIST_CONCURRENCY`]
+/// listings in flight: a trail bucket holds one folder per account, region and day, so this
+/// takes a few round trips per level instead of one sequential page per thousand objects.
+pub async fn list_concurrently(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &StorePath,
+) -> Result<Vec<ObjectMeta>, object_store::Error> {
+    let mut objects = Vec::new();
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut queue = vec![prefix.clone()];
+    loop {
+        while pending.len() < LIST_CONCURRENCY {
+            let Some(folder) = queue.pop() else { break };
+            let store = store.clone();
+            pending.push(async move { store.list_with_delimiter(Some(&folder)).await });
+        }
+        match pending.try_next().await? {
+            Some(listing) => {
+                objects.extend(listing.objects);
+                queue.extend(listing.common_prefixes);
+            }
+            None if queue.is_empty() => return Ok(objects),
+            None => {}
+        }
+    }
+}
+
+/// A store and a place in it, as the user named it (local path or URL).
+#[derive(Debug, Clone)]
+pub struct StoreLocation {
+    pub store: Arc<dyn ObjectStore>,
+    /// The object or folder named, within `store`.
+    pub prefix: StorePath,
+    pub display_root: DisplayRoot,
+}
+
+/// How to show an object of a store: under the local path or URL the user typed.
+#[derive(Debug, Clone)]
+pub enum DisplayRoot {
     Local,
     Url(String),
 }
 
 impl DisplayRoot {
-    fn display(&self, location: &str) -> String {
+    /// The local path or URL of `location`.
+    pub fn display(&self, location: &str) -> String {
         match self {
             DisplayRoot::Local => format!("/{location}"),
             DisplayRoot::Url(base) => format!("{base}{location}"),
@@ -128,31 +178,23 @@ impl DisplayRoot {
     }
 }
 
-fn open(
-    input: &str,
-    options: &StoreOptions,
-) -> Result<(Arc<dyn ObjectStore>, StorePath, DisplayRoot), IngestError> {
+/// Open the store behind a local path (which must exist) or a URL. S3, GCS and Azure take
+/// credentials the standard way (environment, web identity, instance or container metadata);
+/// requests are retried with backoff on throttling and server errors.
+pub fn open_store(input: &str, options: &StoreOptions) -> Result<StoreLocation, IngestError> {
     let bad = |reason: String| IngestError::Read {
         file: input.to_string(),
         reason,
     };
     if let Some(url) = Url::parse(input).ok().filter(|u| u.scheme().len() > 1) {
-        let mut opts: Vec<(String, String)> = Vec::new();
-        if url.scheme() == "s3" {
-            if let Some(region) = &options.region {
-                opts.push(("aws_region".into(), region.clone()));
-            }
-            if let Some(endpoint) = &options.endpoint {
-                opts.push(("aws_endpoint".into(), endpoint.clone()));
-                if endpoint.starts_with("http://") {
-                    opts.push(("aws_allow_http".into(), "true".into()));
-                }
-            }
-        }
-        let (store, prefix) =
-            object_store::parse_url_opts(&url, opts).map_err(|e| bad(e.to_string()))?;
+        let store = url_store(&url, options).map_err(|e| bad(e.to_string()))?;
+        let (_, prefix) = object_store::parse_url(&url).map_err(|e| bad(e.to_string()))?;
         let base = format!("{}://{}/", url.scheme(), url.host_str().unwrap_or_default());
-        return Ok((Arc::from(store), prefix, DisplayRoot::Url(base)));
+        return Ok(StoreLocation {
+            store,
+            prefix,
+            display_root: DisplayRoot::Url(base),
+        });
     }
     let path = std::fs::canonicalize(input).map_err(|e| {
         bad(match e.kind() {
@@ -161,7 +203,46 @@ fn open(
         })
     })?;
     let prefix = StorePath::from_absolute_path(&path).map_err(|e| bad(e.to_string()))?;
-    Ok((Arc::new(LocalFileSystem::new()), prefix, DisplayRoot::Local))
+    Ok(StoreLocation {
+        store: Arc::new(LocalFileSystem::new()),
+        prefix,
+        display_root: DisplayRoot::Local,
+    })
+}
+
+/// A client for the bucket of `url`, configured from the environment first, then from the
+/// URL and `options`.
+fn url_store(
+    url: &Url,
+    options: &StoreOptions,
+) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+    use object_store::ObjectStoreScheme;
+    let (scheme, _) = ObjectStoreScheme::parse(url)?;
+    Ok(match scheme {
+        ObjectStoreScheme::AmazonS3 => {
+            let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
+            if let Some(region) = &options.region {
+                builder = builder.with_region(region);
+            }
+            if let Some(endpoint) = &options.endpoint {
+                builder = builder
+                    .with_endpoint(endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"));
+            }
+            Arc::new(builder.build()?)
+        }
+        ObjectStoreScheme::GoogleCloudStorage => Arc::new(
+            GoogleCloudStorageBuilder::from_env()
+                .with_url(url.as_str())
+                .build()?,
+        ),
+        ObjectStoreScheme::MicrosoftAzure => Arc::new(
+            MicrosoftAzureBuilder::from_env()
+                .with_url(url.as_str())
+                .build()?,
+        ),
+        _ => Arc::from(object_store::parse_url(url)?.0),
+    })
 }
 
 /// Judge a listed file by its path.

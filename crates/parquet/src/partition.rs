@@ -69,15 +69,28 @@ fn safe_segment(value: Option<&str>) -> String {
     }
 }
 
+/// One partition: its folder and the values that name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Partition {
+    /// The folder relative to the dataset root (`date=2024-01-02`), empty when unpartitioned.
+    pub dir: String,
+    /// `(column, value)` per partition key, outermost first; `None` for a missing value.
+    pub values: Vec<(&'static str, Option<String>)>,
+}
+
 /// Split a batch into one batch per partition folder.
 pub(crate) fn split(
     batch: &RecordBatch,
     keys: &[PartitionKey],
-) -> Result<Vec<(String, RecordBatch)>, arrow::error::ArrowError> {
+) -> Result<Vec<(Partition, RecordBatch)>, arrow::error::ArrowError> {
     if keys.is_empty() {
-        return Ok(vec![(String::new(), batch.clone())]);
+        let whole = Partition {
+            dir: String::new(),
+            values: Vec::new(),
+        };
+        return Ok(vec![(whole, batch.clone())]);
     }
-    let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let mut groups: BTreeMap<Partition, Vec<u32>> = BTreeMap::new();
     let values = |key: PartitionKey, row: usize| -> Option<String> {
         match key {
             PartitionKey::Date => {
@@ -99,26 +112,29 @@ pub(crate) fn split(
             }
         }
     };
-    let mut last: Option<(Vec<Option<String>>, String)> = None;
+    let mut last: Option<(Vec<Option<String>>, Partition)> = None;
     for row in 0..batch.num_rows() {
         let vals: Vec<Option<String>> = keys.iter().map(|&k| values(k, row)).collect();
-        let dir = match &last {
-            Some((v, d)) if *v == vals => d.clone(),
+        let partition = match &last {
+            Some((v, p)) if *v == vals => p.clone(),
             _ => {
-                let d = partition_dir(keys, &vals);
-                last = Some((vals, d.clone()));
-                d
+                let p = Partition {
+                    dir: partition_dir(keys, &vals),
+                    values: keys.iter().map(|k| k.name()).zip(vals.clone()).collect(),
+                };
+                last = Some((vals, p.clone()));
+                p
             }
         };
-        groups.entry(dir).or_default().push(row as u32);
+        groups.entry(partition).or_default().push(row as u32);
     }
     if groups.len() == 1 {
-        let (dir, _) = groups.into_iter().next().expect("one group");
-        return Ok(vec![(dir, batch.clone())]);
+        let (partition, _) = groups.into_iter().next().expect("one group");
+        return Ok(vec![(partition, batch.clone())]);
     }
     groups
         .into_iter()
-        .map(|(dir, rows)| Ok((dir, take_record_batch(batch, &UInt32Array::from(rows))?)))
+        .map(|(p, rows)| Ok((p, take_record_batch(batch, &UInt32Array::from(rows))?)))
         .collect()
 }
 

@@ -13,6 +13,8 @@ use datafusion::datasource::listing::{
 };
 use datafusion::prelude::{SessionConfig, SessionContext};
 use trailql_ingest::{IngestOptions, StoreOptions};
+use trailql_lake::Lake;
+use trailql_parquet::DatasetLocation;
 
 pub use functions::FUNCTIONS;
 pub use raw::RawTrailTable;
@@ -81,15 +83,76 @@ pub async fn register(
     store: &StoreOptions,
     ingest: IngestOptions,
 ) -> Result<SourceKind, SqlError> {
-    if let [single] = sources
-        && let Some(table) = parquet_table(single).await?
-    {
-        ctx.register_table(name, Arc::new(table))?;
-        return Ok(SourceKind::Parquet);
+    if let [single] = sources {
+        if let Some(table) = lake_table(ctx, single, store).await? {
+            ctx.register_table(name, Arc::new(table))?;
+            return Ok(SourceKind::Parquet);
+        }
+        if let Some(table) = parquet_table(single).await? {
+            ctx.register_table(name, Arc::new(table))?;
+            return Ok(SourceKind::Parquet);
+        }
     }
     let files = trailql_ingest::discover(sources, store).await?;
     ctx.register_table(name, Arc::new(RawTrailTable::new(files, ingest)))?;
     Ok(SourceKind::Raw)
+}
+
+/// A listing table over `source` if it is a dataset written by `trailql convert` (a local
+/// folder or an object-store URL holding a trailql log).
+async fn lake_table(
+    ctx: &SessionContext,
+    source: &str,
+    store: &StoreOptions,
+) -> Result<Option<ListingTable>, SqlError> {
+    let Ok(found) = trailql_ingest::open_store(source, store) else {
+        return Ok(None);
+    };
+    let is_url = source.contains("://");
+    let display = found.display_root.display(found.prefix.as_ref());
+    let location = DatasetLocation::new(found.store.clone(), found.prefix, display, !is_url);
+    let lake = match Lake::open(location).await {
+        Ok(lake) if lake.state().version > 0 => lake,
+        _ => return Ok(None),
+    };
+    let bad = |reason: String| SqlError::Source {
+        source_path: source.to_string(),
+        reason,
+    };
+    // Partition columns in folder order, from any file of the dataset.
+    let partition_cols: Vec<(String, arrow::datatypes::DataType)> = lake
+        .state()
+        .files
+        .keys()
+        .next()
+        .map(|path| {
+            path.split('/')
+                .filter_map(|seg| seg.split_once('=').map(|(k, _)| k.to_string()))
+                .map(|k| (k, arrow::datatypes::DataType::Utf8))
+                .collect()
+        })
+        .unwrap_or_default();
+    let root_url = if is_url {
+        let url = url::Url::parse(source).map_err(|e| bad(e.to_string()))?;
+        let base = url::Url::parse(&format!(
+            "{}://{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ))
+        .map_err(|e| bad(e.to_string()))?;
+        ctx.register_object_store(&base, found.store);
+        format!("{}/", source.trim_end_matches('/'))
+    } else {
+        format!("{}/", lake.location().display)
+    };
+    let url = ListingTableUrl::parse(root_url).map_err(|e| bad(e.to_string()))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(partition_cols);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(trailql_schema::arrow_schema());
+    Ok(Some(ListingTable::try_new(config)?))
 }
 
 /// A listing table over `path` if it is a local folder of Parquet files.

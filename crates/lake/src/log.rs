@@ -1,0 +1,251 @@
+//! The commit log: what a dataset holds and which inputs it was made from.
+//!
+//! Each run appends numbered commits under `_trailql/log/` (`00000000000000000001.json`, ...),
+//! one JSON object each, put with create-if-absent so two writers can never both take the same
+//! number. A commit names the input objects it converted (name, size, ETag) and the data files
+//! it added and removed. Data files are stored before the commit that names them: a file no
+//! commit names belongs to a run that was stopped, and the next run deletes it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use trailql_parquet::{DatasetLocation, WrittenFile};
+
+use crate::LakeError;
+
+/// The folder of trailql's own state, relative to the dataset root. Its leading `_` makes
+/// Hive, Spark, Athena and Trino skip it.
+pub const STATE_DIR: &str = "_trailql";
+const LOG_DIR: &str = "_trailql/log";
+
+/// One input object, as it was when converted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRecord {
+    /// The local path or URL the input was read from.
+    pub name: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+}
+
+/// One data file of the dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Relative to the dataset root.
+    pub path: String,
+    /// Partition column to value (`None`: missing), as in the folder names.
+    pub partition: BTreeMap<String, Option<String>>,
+    pub rows: u64,
+    pub bytes: u64,
+    /// First and last `eventTime`, microseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_range: Option<(i64, i64)>,
+}
+
+impl From<&WrittenFile> for DataFile {
+    fn from(f: &WrittenFile) -> Self {
+        Self {
+            path: f.path.clone(),
+            partition: f
+                .partition
+                .values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            rows: f.rows as u64,
+            bytes: f.bytes,
+            time_range: f.time_range,
+        }
+    }
+}
+
+/// What a commit does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// The dataset's first commit, made before any data file is written, so that a run stopped
+    /// before its first real commit is still known to be trailql's.
+    Create,
+    /// Inputs converted into new files.
+    Convert,
+    /// Files rewritten into fewer, larger ones; no rows change.
+    Compact,
+}
+
+/// One commit of the log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Commit {
+    pub version: u64,
+    pub operation: Operation,
+    pub run_id: String,
+    /// UTC, RFC 3339.
+    pub time: String,
+    #[serde(default)]
+    pub inputs: Vec<InputRecord>,
+    #[serde(default)]
+    pub added: Vec<DataFile>,
+    /// Paths of files this commit takes out of the dataset.
+    #[serde(default)]
+    pub removed: Vec<String>,
+}
+
+impl Commit {
+    /// A commit of `operation`, numbered when it is made.
+    pub fn new(operation: Operation, run_id: &str) -> Self {
+        Self {
+            version: 0,
+            operation,
+            run_id: run_id.to_string(),
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            inputs: Vec::new(),
+            added: Vec::new(),
+            removed: Vec::new(),
+        }
+    }
+}
+
+/// The dataset as its commits leave it.
+#[derive(Debug, Default, Clone)]
+pub struct State {
+    /// Converted inputs by name.
+    pub inputs: HashMap<String, InputRecord>,
+    /// Live data files by path.
+    pub files: BTreeMap<String, DataFile>,
+    /// The last commit's version (0: none yet).
+    pub version: u64,
+}
+
+impl State {
+    /// Apply one commit.
+    pub fn apply(&mut self, commit: &Commit) {
+        for input in &commit.inputs {
+            self.inputs.insert(input.name.clone(), input.clone());
+        }
+        for path in &commit.removed {
+            self.files.remove(path);
+        }
+        for file in &commit.added {
+            self.files.insert(file.path.clone(), file.clone());
+        }
+        self.version = self.version.max(commit.version);
+    }
+
+    /// Whether `input` was converted as it is now.
+    pub fn status(&self, name: &str, size: u64, e_tag: Option<&str>) -> InputStatus {
+        match self.inputs.get(name) {
+            None => InputStatus::New,
+            Some(seen)
+                if seen.size == size
+                    && (seen.e_tag.is_none() || seen.e_tag.as_deref() == e_tag) =>
+            {
+                InputStatus::Converted
+            }
+            Some(_) => InputStatus::Changed,
+        }
+    }
+}
+
+/// An input compared with the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputStatus {
+    New,
+    /// Converted before, with the same size and ETag.
+    Converted,
+    /// Converted before, but it has changed since.
+    Changed,
+}
+
+/// Read every commit of the log.
+pub(crate) async fn read(location: &DatasetLocation) -> Result<State, LakeError> {
+    let log_dir = location.path(LOG_DIR);
+    let mut listed: Vec<_> = location
+        .store
+        .list(Some(&log_dir))
+        .try_collect()
+        .await
+        .map_err(|source| LakeError::Store {
+            path: location.display(LOG_DIR),
+            source,
+        })?;
+    listed.retain(|m| m.location.filename().is_some_and(|n| n.ends_with(".json")));
+    listed.sort_by(|a, b| a.location.cmp(&b.location));
+    let commits: Vec<Commit> = futures::stream::iter(listed)
+        .map(|meta| async move {
+            let display = location.display(&location.rel(&meta.location).unwrap_or_default());
+            let bytes = async { location.store.get(&meta.location).await?.bytes().await }
+                .await
+                .map_err(|source| LakeError::Store {
+                    path: display.clone(),
+                    source,
+                })?;
+            serde_json::from_slice::<Commit>(&bytes).map_err(|e| LakeError::Corrupt {
+                path: display,
+                reason: e.to_string(),
+            })
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let mut state = State::default();
+    for commit in &commits {
+        state.apply(commit);
+    }
+    Ok(state)
+}
+
+/// Store `commit` as version `state.version + 1`; fails with [`LakeError::Conflict`] if that
+/// version exists.
+pub(crate) async fn append(
+    location: &DatasetLocation,
+    state: &mut State,
+    mut commit: Commit,
+) -> Result<u64, LakeError> {
+    commit.version = state.version + 1;
+    let rel = format!("{LOG_DIR}/{:020}.json", commit.version);
+    let body = serde_json::to_vec_pretty(&commit).expect("a commit serialises");
+    let path = location.path(&rel);
+    let create = PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    };
+    let put = location
+        .store
+        .put_opts(&path, PutPayload::from(body.clone()), create)
+        .await;
+    match put {
+        Ok(_) => {}
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => {
+            return Err(LakeError::Conflict {
+                path: location.display(&rel),
+            });
+        }
+        Err(object_store::Error::NotImplemented { .. }) => {
+            // A store without conditional writes: check, then put.
+            if location.store.head(&path).await.is_ok() {
+                return Err(LakeError::Conflict {
+                    path: location.display(&rel),
+                });
+            }
+            location
+                .store
+                .put(&path, PutPayload::from(body))
+                .await
+                .map_err(|source| LakeError::Store {
+                    path: location.display(&rel),
+                    source,
+                })?;
+        }
+        Err(source) => {
+            return Err(LakeError::Store {
+                path: location.display(&rel),
+                source,
+            });
+        }
+    }
+    state.apply(&commit);
+    Ok(commit.version)
+}
