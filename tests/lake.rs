@@ -146,11 +146,12 @@ fn assert_only_complete_parquet_files(dir: &Path) {
     }
 }
 
-fn convert_command(archive: &Path, out: &Path) -> Command {
+fn convert_command(archive: &Path, out: &Path, format: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trailql"));
     cmd.args(["convert", &archive.display().to_string(), "--out"])
         .arg(out)
         .args(["--quiet", "--commit-every-mb", "0", "-j", "2"])
+        .args(["--table-format", format])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     cmd
@@ -171,35 +172,43 @@ fn sigkill_at_many_points_then_a_rerun_gives_the_clean_runs_dataset() {
         event_id_counts(&out)
     };
 
-    let clean = tempfile::tempdir().unwrap();
-    let started = Instant::now();
-    let status = convert_command(archive.path(), clean.path())
-        .status()
-        .unwrap();
-    let clean_time = started.elapsed();
-    assert!(status.success());
-    let expected = ids(clean.path());
-    assert!(expected.len() > 3000 && expected.values().all(|&n| n == 1));
-
-    // Kill at points spread over a whole run (commits happen after every input file), some
-    // runs twice in a row, so that the rerun itself is killed while it recovers.
-    let points = 12;
-    for k in 1..=points {
-        let out = tempfile::tempdir().unwrap();
-        let kills = if k % 3 == 0 { 2 } else { 1 };
-        for _ in 0..kills {
-            let mut child = convert_command(archive.path(), out.path()).spawn().unwrap();
-            std::thread::sleep(clean_time.mul_f64(k as f64 / (points + 1) as f64));
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            assert_only_complete_parquet_files(out.path());
-        }
-        let rerun = convert_command(archive.path(), out.path())
-            .output()
+    for (format, points) in [("parquet", 12), ("delta", 6)] {
+        let clean = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let status = convert_command(archive.path(), clean.path(), format)
+            .status()
             .unwrap();
-        assert!(rerun.status.success(), "{}", stderr(&rerun));
-        assert_only_complete_parquet_files(out.path());
-        assert_eq!(ids(out.path()), expected, "killed at {k}/{}", points + 1);
+        let clean_time = started.elapsed();
+        assert!(status.success());
+        let expected = ids(clean.path());
+        assert!(expected.len() > 3000 && expected.values().all(|&n| n == 1));
+
+        // Kill at points spread over a whole run (commits happen after every input file),
+        // some runs twice in a row, so that the rerun itself is killed while it recovers.
+        for k in 1..=points {
+            let out = tempfile::tempdir().unwrap();
+            let kills = if k % 3 == 0 { 2 } else { 1 };
+            for _ in 0..kills {
+                let mut child = convert_command(archive.path(), out.path(), format)
+                    .spawn()
+                    .unwrap();
+                std::thread::sleep(clean_time.mul_f64(k as f64 / (points + 1) as f64));
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                assert_only_complete_parquet_files(out.path());
+            }
+            let rerun = convert_command(archive.path(), out.path(), format)
+                .output()
+                .unwrap();
+            assert!(rerun.status.success(), "{format}: {}", stderr(&rerun));
+            assert_only_complete_parquet_files(out.path());
+            assert_eq!(
+                ids(out.path()),
+                expected,
+                "{format}: killed at {k}/{}",
+                points + 1
+            );
+        }
     }
 }
 
@@ -277,4 +286,292 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// Rows per eventSource, as `source count` lines sorted by source, from trailql.
+fn trailql_counts_by_source(dataset: &Path) -> String {
+    let out = trailql(&[
+        "query",
+        &dataset.display().to_string(),
+        "SELECT eventSource, count(*) AS n FROM cloudtrail GROUP BY 1 ORDER BY 1",
+        "--format",
+        "csv",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.replace(',', " "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const PYTHON_GROUP_BY: &str = r#"
+def by_source(table):
+    import pyarrow.compute as pc
+    g = table.group_by("eventSource").aggregate([("eventSource", "count")])
+    rows = sorted(zip(g.column("eventSource").to_pylist(), g.column("eventSource_count").to_pylist()))
+    return "\n".join(f"{s} {n}" for s, n in rows)
+"#;
+
+#[test]
+fn a_delta_table_reads_the_same_in_deltalake_and_trailql_and_grows_incrementally() {
+    let archive = tempfile::tempdir().unwrap();
+    build_awslogs(archive.path());
+    let (mut first, mut rest) = (Vec::new(), Vec::new());
+    let events = files_ending(archive.path(), ".json.gz");
+    for (i, file) in events
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/CloudTrail/"))
+        .enumerate()
+    {
+        if i % 2 == 0 {
+            first.push(file)
+        } else {
+            rest.push(file)
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+    let table = out.path().join("delta");
+    let convert = |files: &[PathBuf]| {
+        let mut args: Vec<String> = vec!["convert".into()];
+        args.extend(files.iter().map(|p| p.display().to_string()));
+        args.extend(
+            [
+                "--out",
+                &table.display().to_string(),
+                "--table-format",
+                "delta",
+                "--partition-by",
+                "account,date",
+            ]
+            .map(String::from),
+        );
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = trailql(&argv);
+        assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+        run
+    };
+    convert(&first);
+    let all: Vec<PathBuf> = first.iter().chain(&rest).cloned().collect();
+    let run = convert(&all);
+    assert!(
+        stderr(&run).contains(&format!("from {} files", rest.len())),
+        "{}",
+        stderr(&run)
+    );
+    assert!(table.join("_delta_log/00000000000000000000.json").exists());
+    assert!(
+        !table.join("_trailql").exists(),
+        "a Delta table keeps its state in the Delta log"
+    );
+
+    let script = format!(
+        r#"{PYTHON_GROUP_BY}
+from deltalake import DeltaTable
+dt = DeltaTable("{table}")
+t = dt.to_pyarrow_table()
+print(t.num_rows)
+print(sorted(dt.metadata().partition_columns))
+print(by_source(t))
+"#,
+        table = table.display()
+    );
+    let text = crate::util::python_using(&["pyarrow", "deltalake"], &script);
+    let mut lines = text.lines();
+    let ids = event_id_counts(&trailql(&[
+        "query",
+        &table.display().to_string(),
+        COUNT_BY_ID,
+        "--format",
+        "csv",
+    ]));
+    assert!(ids.values().all(|&n| n == 1));
+    assert_eq!(lines.next().unwrap(), ids.len().to_string());
+    assert_eq!(lines.next().unwrap(), "['account', 'date']");
+    assert_eq!(
+        lines.collect::<Vec<_>>().join("\n"),
+        trailql_counts_by_source(&table)
+    );
+
+    // A Delta table stays Delta.
+    let wrong = trailql(&[
+        "convert",
+        &archive.path().display().to_string(),
+        "--out",
+        &table.display().to_string(),
+        "--partition-by",
+        "account,date",
+    ]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        stderr(&wrong).contains("delta dataset, not parquet"),
+        "{}",
+        stderr(&wrong)
+    );
+}
+
+#[test]
+fn compaction_merges_small_files_and_every_reader_still_agrees() {
+    let archive = tempfile::tempdir().unwrap();
+    build_awslogs(archive.path());
+    for format in ["parquet", "delta"] {
+        let out = tempfile::tempdir().unwrap();
+        let dataset = out.path().display().to_string();
+        // A commit per input file: many small files per day, as hourly runs leave them.
+        let run = trailql(&[
+            "convert",
+            &archive.path().display().to_string(),
+            "--out",
+            &dataset,
+            "--commit-every-mb",
+            "0",
+            "--table-format",
+            format,
+            "--quiet",
+        ]);
+        assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+        let before = files_ending(out.path(), ".parquet").len();
+        let ids =
+            |d: &str| event_id_counts(&trailql(&["query", d, COUNT_BY_ID, "--format", "csv"]));
+        let expected = ids(&dataset);
+        let by_source = trailql_counts_by_source(out.path());
+
+        let compact = trailql(&["compact", &dataset]);
+        assert_eq!(compact.status.code(), Some(0), "{}", stderr(&compact));
+        assert!(
+            stderr(&compact).contains("files ->"),
+            "{}",
+            stderr(&compact)
+        );
+        assert_eq!(ids(&dataset), expected, "{format}");
+        assert_eq!(trailql_counts_by_source(out.path()), by_source);
+        // One file per day after compaction.
+        let days_query = trailql(&[
+            "query",
+            &dataset,
+            "SELECT count(DISTINCT date) FROM cloudtrail",
+            "--format",
+            "csv",
+        ]);
+        let days: usize = String::from_utf8_lossy(&days_query.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(before > days);
+        let after = files_ending(out.path(), ".parquet").len();
+        if format == "parquet" {
+            // The replaced files are gone: a reader that lists folders sees the new ones only.
+            assert_eq!(after, days, "{before} files before");
+            let script = format!(
+                r#"{PYTHON_GROUP_BY}
+import pyarrow.dataset as ds, duckdb
+root = "{dataset}"
+t = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+n = duckdb.connect().execute(f"select count(*) from read_parquet('{{root}}/**/*.parquet')").fetchone()[0]
+print(t.num_rows, n)
+print(by_source(t))
+"#
+            );
+            let text = crate::util::python(&script);
+            let (counts, groups) = text.split_once('\n').unwrap();
+            assert_eq!(counts, format!("{0} {0}", expected.len()));
+            assert_eq!(groups.trim_end(), by_source);
+        } else {
+            // Delta keeps the replaced files for time travel; readers of the log see the new.
+            assert!(after > days);
+            let script = format!(
+                r#"{PYTHON_GROUP_BY}
+from deltalake import DeltaTable
+dt = DeltaTable("{dataset}")
+print(len(dt.file_uris()), dt.to_pyarrow_table().num_rows)
+print(by_source(dt.to_pyarrow_table()))
+"#
+            );
+            let text = crate::util::python_using(&["pyarrow", "deltalake"], &script);
+            let (counts, groups) = text.split_once('\n').unwrap();
+            assert_eq!(counts, format!("{days} {}", expected.len()));
+            assert_eq!(groups.trim_end(), by_source);
+        }
+        // Nothing left to do.
+        let again = trailql(&["compact", &dataset]);
+        assert!(
+            stderr(&again).contains("nothing to compact"),
+            "{}",
+            stderr(&again)
+        );
+    }
+}
+
+#[test]
+fn ddl_describes_the_dataset_and_duckdb_runs_its_view() {
+    let (run, dataset) = crate::util::convert(&[&crate::util::data_dir()], &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let root = dataset.path().display().to_string();
+    let ddl = |engine: &str| {
+        let out = trailql(&[
+            "ddl",
+            &root,
+            "--engine",
+            engine,
+            "--location",
+            "s3://lake/ct/",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let athena = ddl("athena");
+    for field in trailql_schema::arrow_schema().fields() {
+        assert!(
+            athena.contains(&format!("`{}` ", field.name())),
+            "{} missing:\n{athena}",
+            field.name()
+        );
+    }
+    assert!(
+        athena.contains("PARTITIONED BY (`date` string)"),
+        "{athena}"
+    );
+    assert!(athena.contains("LOCATION 's3://lake/ct/'"), "{athena}");
+    assert!(
+        athena.contains("'storage.location.template' = 's3://lake/ct/date=${date}'"),
+        "{athena}"
+    );
+    assert!(athena.contains("`eventTime` timestamp"), "{athena}");
+    let spark = ddl("spark");
+    assert!(
+        spark.contains("USING PARQUET\nPARTITIONED BY (`date`)"),
+        "{spark}"
+    );
+    assert!(spark.contains("RECOVER PARTITIONS"), "{spark}");
+    let trino = ddl("trino");
+    assert!(trino.contains("partitioned_by = ARRAY['date']"), "{trino}");
+    assert!(
+        trino.contains("\"date\" varchar\n)"),
+        "Trino wants partition columns last:\n{trino}"
+    );
+
+    // The DuckDB view runs, and answers as trailql does.
+    let view = trailql(&["ddl", &root, "--engine", "duckdb"]);
+    let view = String::from_utf8(view.stdout).unwrap();
+    let script = format!(
+        r#"
+import duckdb
+con = duckdb.connect()
+con.execute("""{view}""")
+print(con.execute("select count(*), count(distinct date), count(distinct eventID) from cloudtrail").fetchone())
+"#
+    );
+    let ours = trailql(&[
+        "query",
+        &root,
+        "SELECT count(*), count(DISTINCT date), count(DISTINCT eventID) FROM cloudtrail",
+        "--format",
+        "csv",
+    ]);
+    let ours = String::from_utf8_lossy(&ours.stdout);
+    let ours = ours.lines().nth(1).unwrap().replace(',', ", ");
+    assert_eq!(crate::util::python(&script).trim(), format!("({ours})"));
 }

@@ -6,7 +6,7 @@ use anyhow::Context;
 use trailql_ingest::{
     FileKind, FileReport, IngestError, IngestOptions, InputFile, Message, StoreOptions,
 };
-use trailql_lake::{Commit, DataFile, InputRecord, InputStatus, Lake, Operation};
+use trailql_lake::{Commit, DataFile, InputRecord, InputStatus, Lake, Operation, TableFormat};
 use trailql_parquet::{DatasetWriter, PartitionKey, WriterOptions, default_run_id};
 
 use crate::EXIT_SKIPPED;
@@ -22,6 +22,11 @@ use crate::progress::Tally;
 /// The dataset keeps every field of every record: known fields typed, free-form payloads as
 /// JSON text, anything else in the `_unmapped` column. Files are sorted by eventTime, zstd
 /// compressed, and appear under their final names only when complete.
+///
+/// Run it again (hourly, say) and it converts only input files that are new or changed since
+/// the last run, late deliveries into old days included. Each commit records the inputs it
+/// converted inside the dataset (_trailql/log/, or the Delta log). Stop it at any point and
+/// run it again: every event ends up in the dataset exactly once.
 #[derive(clap::Args)]
 pub struct Args {
     /// Trail files, folders or URLs to read.
@@ -32,6 +37,11 @@ pub struct Args {
     /// converts only inputs that are new or changed since the last run.
     #[arg(short, long, value_name = "DIR|URL")]
     out: String,
+
+    /// Table format: plain Parquet files (trailql's log in _trailql/), or a Delta Lake table
+    /// (the same files, committed to _delta_log/ so each run appears at once).
+    #[arg(long, value_enum, default_value_t = Format::Parquet)]
+    table_format: Format,
 
     /// Partition folders, outermost first: any of account, region, date (by eventTime, UTC),
     /// comma separated; "none" for a flat folder.
@@ -77,6 +87,21 @@ pub struct Args {
     quiet: bool,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Parquet,
+    Delta,
+}
+
+impl From<Format> for TableFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Parquet => TableFormat::Parquet,
+            Format::Delta => TableFormat::Delta,
+        }
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let partition_by = parse_partitions(&args.partition_by)?;
     let store = StoreOptions {
@@ -94,7 +119,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .block_on(Lake::open(location))
         .with_context(|| format!("cannot open the dataset {}", args.out))?;
     let run_id = default_run_id();
-    let recovered = runtime.block_on(lake.recover(&run_id))?;
+    let partition_names: Vec<&str> = partition_by.iter().map(|k| k.name()).collect();
+    let recovered =
+        runtime.block_on(lake.recover(&run_id, args.table_format.into(), &partition_names))?;
     if !recovered.deleted.is_empty() && !args.quiet {
         eprintln!(
             "trailql: removed {} data files of a run that did not finish",

@@ -3,6 +3,7 @@
 mod convert;
 mod export;
 mod generate;
+mod lake;
 mod progress;
 mod sql;
 
@@ -28,7 +29,10 @@ pub const EXIT_FAILED: u8 = 2;
         trailql convert ./AWSLogs --out ./lake           convert a local archive\n  \
         trailql query ./lake \"SELECT eventName, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC\"\n  \
         trailql shell ./AWSLogs                          interactive SQL over raw logs\n  \
-        trailql export ./lake > events.jsonl             the records back as JSON\n\n\
+        trailql export ./lake > events.jsonl             the records back as JSON\n  \
+        trailql convert s3://trail/AWSLogs/ --out s3://lake/cloudtrail/   hourly: converts only new files\n  \
+        trailql compact s3://lake/cloudtrail/            merge the small files of hourly runs\n  \
+        trailql ddl s3://lake/cloudtrail/ --engine athena   CREATE TABLE for Athena, Spark, Trino, DuckDB\n\n\
         Exit codes: 0 all input read; 1 done, but some files or records were skipped \
         (each one is named on stderr); 2 failed."
 )]
@@ -40,6 +44,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Convert(convert::Args),
+    Compact(lake::CompactArgs),
+    Ddl(lake::DdlArgs),
     Export(export::Args),
     Generate(generate::Args),
     Query(sql::QueryArgs),
@@ -74,6 +80,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Convert(args) => convert::run(args),
+        Command::Compact(args) => lake::compact_command(args),
+        Command::Ddl(args) => lake::ddl_command(args),
         Command::Export(args) => export::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Query(args) => sql::query(args),

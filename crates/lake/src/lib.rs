@@ -7,6 +7,9 @@
 //! with the inputs they came from. A stopped run leaves files no commit names; the next run
 //! deletes them and converts those inputs again.
 
+pub mod compact;
+pub mod ddl;
+pub mod delta;
 pub mod log;
 
 use trailql_parquet::{DatasetLocation, is_data_file_name};
@@ -35,14 +38,42 @@ pub enum LakeError {
         "{path} holds Parquet files but no trailql log ({STATE_DIR}/): it was not written by this version of trailql; choose an empty folder"
     )]
     Foreign { path: String },
+    #[error("{path}: cannot read: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    Mismatch { path: String, reason: String },
+    #[error("{path}: Delta table: {reason}")]
+    Delta { path: String, reason: String },
     #[error(transparent)]
     Write(#[from] trailql_parquet::WriteError),
+}
+
+/// How the dataset is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Plain Parquet files in Hive-style folders; trailql's log under `_trailql/log/`.
+    Parquet,
+    /// A Delta Lake table: the same files, committed to `_delta_log/`.
+    Delta,
+}
+
+impl TableFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            TableFormat::Parquet => "parquet",
+            TableFormat::Delta => "delta",
+        }
+    }
 }
 
 /// A dataset and its log.
 pub struct Lake {
     location: DatasetLocation,
     state: State,
+    /// `None` until the dataset's first commit.
+    format: Option<TableFormat>,
+    /// The Delta table, loaded at the first commit of a run.
+    delta_table: Option<deltalake_core::DeltaTable>,
 }
 
 /// What [`Lake::recover`] cleaned up.
@@ -53,10 +84,21 @@ pub struct Recovered {
 }
 
 impl Lake {
-    /// Open the dataset at `location` and read its log (an empty dataset has none).
+    /// Open the dataset at `location` and read its log (a new dataset has none).
     pub async fn open(location: DatasetLocation) -> Result<Self, LakeError> {
-        let state = log::read(&location).await?;
-        Ok(Self { location, state })
+        let (state, format) = if delta::exists(&location).await? {
+            (delta::read(&location).await?, Some(TableFormat::Delta))
+        } else {
+            let state = log::read(&location).await?;
+            let format = (state.version > 0).then_some(TableFormat::Parquet);
+            (state, format)
+        };
+        Ok(Self {
+            location,
+            state,
+            format,
+            delta_table: None,
+        })
     }
 
     pub fn location(&self) -> &DatasetLocation {
@@ -67,23 +109,37 @@ impl Lake {
         &self.state
     }
 
-    /// Make the dataset ready for a writer. A new dataset gets its first commit. An existing
-    /// one loses the data files no commit names: those of runs stopped before their commit,
-    /// and those a finished compaction replaced. Other files (not named like trailql's) stay.
-    pub async fn recover(&mut self, run_id: &str) -> Result<Recovered, LakeError> {
-        let root = self.location.root.clone();
+    /// The format of an existing dataset; `None` for a new one.
+    pub fn format(&self) -> Option<TableFormat> {
+        self.format
+    }
+
+    /// Make the dataset ready for a writer that wants `format` and `partition_columns`.
+    ///
+    /// A new dataset gets its first commit (so that a run stopped before its first real
+    /// commit still leaves a dataset known to be trailql's). An existing one must have the
+    /// same format and partitions, and loses the data files no commit names: those of runs
+    /// stopped before their commit and, for plain Parquet, those a finished compaction
+    /// replaced (a Delta table keeps them for time travel until `VACUUM`). Files not named
+    /// like trailql's are never touched.
+    pub async fn recover(
+        &mut self,
+        run_id: &str,
+        format: TableFormat,
+        partition_columns: &[&str],
+    ) -> Result<Recovered, LakeError> {
+        let mut recovered = Recovered::default();
         let listed: Vec<_> = self
             .location
             .store
-            .list(Some(&root))
+            .list(Some(&self.location.root))
             .try_collect()
             .await
             .map_err(|source| LakeError::Store {
                 path: self.location.display.clone(),
                 source,
             })?;
-        let mut recovered = Recovered::default();
-        if self.state.version == 0 {
+        let Some(existing) = self.format else {
             let has_data = listed.iter().any(|m| {
                 m.location
                     .filename()
@@ -94,18 +150,56 @@ impl Lake {
                     path: self.location.display.clone(),
                 });
             }
-            self.commit(Commit::new(Operation::Create, run_id)).await?;
+            let create = Commit::new(Operation::Create, run_id);
+            match format {
+                TableFormat::Parquet => {
+                    log::append(&self.location, &mut self.state, create).await?;
+                }
+                TableFormat::Delta => {
+                    delta::create(&self.location, partition_columns, &create).await?;
+                    self.state = delta::read(&self.location).await?;
+                }
+            }
+            self.format = Some(format);
             return Ok(recovered);
+        };
+        if existing != format {
+            return Err(LakeError::Mismatch {
+                path: self.location.display.clone(),
+                reason: format!("it is a {} dataset, not {}", existing.name(), format.name()),
+            });
+        }
+        let theirs = &self.state.partition_columns;
+        if !self.state.files.is_empty()
+            && theirs
+                .iter()
+                .map(String::as_str)
+                .ne(partition_columns.iter().copied())
+        {
+            return Err(LakeError::Mismatch {
+                path: self.location.display.clone(),
+                reason: format!(
+                    "it is partitioned by `{}`; pass --partition-by {}",
+                    theirs.join(","),
+                    if theirs.is_empty() {
+                        "none".to_string()
+                    } else {
+                        theirs.join(",")
+                    }
+                ),
+            });
         }
         for meta in listed {
             let Some(rel) = self.location.rel(&meta.location) else {
                 continue;
             };
             let name = rel.rsplit('/').next().unwrap_or_default();
-            if rel.starts_with(STATE_DIR)
+            let keep = rel.starts_with(STATE_DIR)
+                || rel.starts_with(delta::DELTA_LOG)
                 || !is_data_file_name(name)
                 || self.state.files.contains_key(&rel)
-            {
+                || (format == TableFormat::Delta && self.state.retired.contains(&rel));
+            if keep {
                 continue;
             }
             match self.location.store.delete(&meta.location).await {
@@ -121,8 +215,17 @@ impl Lake {
         Ok(recovered)
     }
 
-    /// Append `commit` to the log; its files become part of the dataset.
-    pub async fn commit(&mut self, commit: Commit) -> Result<u64, LakeError> {
-        log::append(&self.location, &mut self.state, commit).await
+    /// Append `commit` to the log: its files become part of the dataset at once (for Delta
+    /// readers, and for trailql), its inputs count as converted.
+    pub async fn commit(&mut self, mut commit: Commit) -> Result<u64, LakeError> {
+        match self.format {
+            Some(TableFormat::Delta) => {
+                commit.version =
+                    delta::append(&self.location, &mut self.delta_table, &commit).await?;
+                self.state.apply(&commit);
+                Ok(commit.version)
+            }
+            _ => log::append(&self.location, &mut self.state, commit).await,
+        }
     }
 }

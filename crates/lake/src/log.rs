@@ -6,7 +6,7 @@
 //! it added and removed. Data files are stored before the commit that names them: a file no
 //! commit names belongs to a run that was stopped, and the next run deletes it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -113,6 +113,10 @@ pub struct State {
     pub inputs: HashMap<String, InputRecord>,
     /// Live data files by path.
     pub files: BTreeMap<String, DataFile>,
+    /// Paths taken out of the dataset by a commit (compaction), whose files may remain.
+    pub retired: BTreeSet<String>,
+    /// Partition columns in folder order, read off the data files' paths.
+    pub partition_columns: Vec<String>,
     /// The last commit's version (0: none yet).
     pub version: u64,
 }
@@ -125,8 +129,17 @@ impl State {
         }
         for path in &commit.removed {
             self.files.remove(path);
+            self.retired.insert(path.clone());
         }
         for file in &commit.added {
+            if self.partition_columns.is_empty() {
+                self.partition_columns = file
+                    .path
+                    .split('/')
+                    .filter_map(|seg| seg.split_once('=').map(|(k, _)| k.to_string()))
+                    .collect();
+            }
+            self.retired.remove(&file.path);
             self.files.insert(file.path.clone(), file.clone());
         }
         self.version = self.version.max(commit.version);

@@ -64,6 +64,11 @@ impl DatasetLocation {
         Some(parts.join("/"))
     }
 
+    /// Whether the dataset is a local folder.
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
     /// How the user would name the object at `rel`.
     pub fn display(&self, rel: &str) -> String {
         format!("{}/{rel}", self.display)

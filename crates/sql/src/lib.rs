@@ -4,6 +4,7 @@
 
 mod functions;
 mod raw;
+mod snapshot;
 
 use std::sync::Arc;
 
@@ -119,19 +120,24 @@ async fn lake_table(
         source_path: source.to_string(),
         reason,
     };
-    // Partition columns in folder order, from any file of the dataset.
     let partition_cols: Vec<(String, arrow::datatypes::DataType)> = lake
+        .state()
+        .partition_columns
+        .iter()
+        .map(|k| (k.clone(), arrow::datatypes::DataType::Utf8))
+        .collect();
+    // The table reads the store through a view of the log's snapshot.
+    let live = lake
         .state()
         .files
         .keys()
-        .next()
-        .map(|path| {
-            path.split('/')
-                .filter_map(|seg| seg.split_once('=').map(|(k, _)| k.to_string()))
-                .map(|k| (k, arrow::datatypes::DataType::Utf8))
-                .collect()
-        })
-        .unwrap_or_default();
+        .map(|rel| lake.location().path(rel))
+        .collect();
+    let view = Arc::new(snapshot::SnapshotStore::new(
+        found.store,
+        lake.location().root.clone(),
+        live,
+    ));
     let root_url = if is_url {
         let url = url::Url::parse(source).map_err(|e| bad(e.to_string()))?;
         let base = url::Url::parse(&format!(
@@ -140,9 +146,11 @@ async fn lake_table(
             url.host_str().unwrap_or_default()
         ))
         .map_err(|e| bad(e.to_string()))?;
-        ctx.register_object_store(&base, found.store);
+        ctx.register_object_store(&base, view);
         format!("{}/", source.trim_end_matches('/'))
     } else {
+        let base = url::Url::parse("file://").map_err(|e| bad(e.to_string()))?;
+        ctx.register_object_store(&base, view);
         format!("{}/", lake.location().display)
     };
     let url = ListingTableUrl::parse(root_url).map_err(|e| bad(e.to_string()))?;
