@@ -121,6 +121,22 @@ fn s3_bucket_to_bucket_runs_incrementally_and_exactly_once() {
     );
     assert_eq!(event_id_counts(&s3.trailql(&query)), expected(&all));
 
+    // The same into a Delta table in the bucket, with a commit per input file.
+    let delta = [
+        "convert",
+        "s3://trail/exports/AWSLogs/",
+        "--out",
+        "s3://lake/delta/",
+        "--table-format",
+        "delta",
+        "--commit-every-mb",
+        "0",
+    ];
+    let run = s3.trailql(&delta);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let query_delta = ["query", "s3://lake/delta/", COUNT_BY_ID, "--format", "csv"];
+    assert_eq!(event_id_counts(&s3.trailql(&query_delta)), expected(&all));
+
     // The late file's events landed in their own day's partition.
     let day = s3.trailql(&[
         "query",

@@ -76,6 +76,23 @@ pub fn output_location(
     ))
 }
 
+/// An error and its causes on one line, each cause once: object-store errors repeat their
+/// source's text in their own, which would print a response body several times.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut kept: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !kept.iter().any(|k| k.contains(&text)) {
+            kept.push(text);
+        }
+    }
+    kept.join(": ")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -90,7 +107,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("trailql: error: {e:#}");
+            eprintln!("trailql: error: {}", error_text(&e));
             ExitCode::from(EXIT_FAILED)
         }
     }
