@@ -89,7 +89,12 @@ pub(crate) async fn read(location: &DatasetLocation) -> Result<State, LakeError>
     let version_of = |m: &object_store::ObjectMeta| -> Option<u64> {
         m.location.filename()?.strip_suffix(".json")?.parse().ok()
     };
-    listed.retain(|m| version_of(m).is_some());
+    let mut state = crate::log::read_checkpoint(location)
+        .await
+        .unwrap_or_default();
+    // Delta version v is trailql version v + 1 (the checkpoint's numbering).
+    let known = state.version;
+    listed.retain(|m| version_of(m).is_some_and(|v| v + 1 > known));
     listed.sort_by_key(|m| version_of(m));
     let commits: Vec<(u64, Vec<Action>)> = futures::stream::iter(listed)
         .map(|meta| async move {
@@ -110,7 +115,6 @@ pub(crate) async fn read(location: &DatasetLocation) -> Result<State, LakeError>
         .buffered(16)
         .try_collect()
         .await?;
-    let mut state = State::default();
     for (version, actions) in commits {
         let mut commit = Commit::new(Operation::Convert, "");
         for action in actions {

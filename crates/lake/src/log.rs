@@ -107,7 +107,7 @@ impl Commit {
 }
 
 /// The dataset as its commits leave it.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct State {
     /// Converted inputs by name.
     pub inputs: HashMap<String, InputRecord>,
@@ -172,6 +172,7 @@ pub enum InputStatus {
 
 /// Read every commit of the log.
 pub(crate) async fn read(location: &DatasetLocation) -> Result<State, LakeError> {
+    let mut state = read_checkpoint(location).await.unwrap_or_default();
     let log_dir = location.path(LOG_DIR);
     let mut listed: Vec<_> = location
         .store
@@ -182,7 +183,13 @@ pub(crate) async fn read(location: &DatasetLocation) -> Result<State, LakeError>
             path: location.display(LOG_DIR),
             source,
         })?;
-    listed.retain(|m| m.location.filename().is_some_and(|n| n.ends_with(".json")));
+    let after_checkpoint = |m: &object_store::ObjectMeta| {
+        m.location
+            .filename()
+            .and_then(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
+            .is_some_and(|v| v > state.version)
+    };
+    listed.retain(after_checkpoint);
     listed.sort_by(|a, b| a.location.cmp(&b.location));
     let commits: Vec<Commit> = futures::stream::iter(listed)
         .map(|meta| async move {
@@ -201,11 +208,65 @@ pub(crate) async fn read(location: &DatasetLocation) -> Result<State, LakeError>
         .buffered(16)
         .try_collect()
         .await?;
-    let mut state = State::default();
     for commit in &commits {
         state.apply(commit);
     }
     Ok(state)
+}
+
+/// Checkpoints: the whole [`State`] at a version, gzipped JSON under `_trailql/checkpoint/`,
+/// written every [`CHECKPOINT_EVERY`] commits so that a reader replays at most that many
+/// commits (an hourly job makes 8,760 a year). A checkpoint only caches what the commits say:
+/// one that is missing or unreadable is ignored, and the commits are replayed instead.
+const CHECKPOINT_DIR: &str = "_trailql/checkpoint";
+/// Commits between checkpoints.
+pub const CHECKPOINT_EVERY: u64 = 100;
+
+/// The state at the latest readable checkpoint, if any.
+pub(crate) async fn read_checkpoint(location: &DatasetLocation) -> Option<State> {
+    let mut listed: Vec<_> = location
+        .store
+        .list(Some(&location.path(CHECKPOINT_DIR)))
+        .try_collect()
+        .await
+        .ok()?;
+    listed.sort_by(|a, b| b.location.cmp(&a.location));
+    for meta in listed {
+        let Ok(got) = location.store.get(&meta.location).await else {
+            continue;
+        };
+        let Ok(bytes) = got.bytes().await else {
+            continue;
+        };
+        let mut json = Vec::new();
+        let inflated =
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut json);
+        if inflated.is_ok()
+            && let Ok(state) = serde_json::from_slice::<State>(&json)
+        {
+            return Some(state);
+        }
+    }
+    None
+}
+
+/// Write a checkpoint of `state` if its version calls for one. Best effort: a checkpoint that
+/// fails to be written costs readers time, never correctness.
+pub(crate) async fn maybe_checkpoint(location: &DatasetLocation, state: &State) {
+    if state.version == 0 || state.version % CHECKPOINT_EVERY != 0 {
+        return;
+    }
+    let json = serde_json::to_vec(state).expect("a state serialises");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    if std::io::Write::write_all(&mut gz, &json).is_err() {
+        return;
+    }
+    let Ok(body) = gz.finish() else { return };
+    let rel = format!("{CHECKPOINT_DIR}/{:020}.json.gz", state.version);
+    let _ = location
+        .store
+        .put(&location.path(&rel), PutPayload::from(body))
+        .await;
 }
 
 /// Store `commit` as version `state.version + 1`; fails with [`LakeError::Conflict`] if that
