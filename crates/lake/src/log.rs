@@ -253,7 +253,7 @@ pub(crate) async fn read_checkpoint(location: &DatasetLocation) -> Option<State>
 /// Write a checkpoint of `state` if its version calls for one. Best effort: a checkpoint that
 /// fails to be written costs readers time, never correctness.
 pub(crate) async fn maybe_checkpoint(location: &DatasetLocation, state: &State) {
-    if state.version == 0 || state.version % CHECKPOINT_EVERY != 0 {
+    if state.version == 0 || !state.version.is_multiple_of(CHECKPOINT_EVERY) {
         return;
     }
     let json = serde_json::to_vec(state).expect("a state serialises");
