@@ -58,6 +58,10 @@ pub struct QueryArgs {
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 
+    /// Print each statement's time (planning and execution, not printing) to stderr.
+    #[arg(long)]
+    timing: bool,
+
     /// Write the result to a file instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -116,9 +120,18 @@ pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
     runtime()?.block_on(async {
         let (ctx, _) = open(&args.source).await?;
         let mut results = Vec::new();
-        for sql in &statements {
+        for (i, sql) in statements.iter().enumerate() {
+            let started = std::time::Instant::now();
             let df = ctx.sql(sql).await.map_err(clean)?;
             results = df.collect().await.map_err(clean)?;
+            if args.timing {
+                let rows: usize = results.iter().map(RecordBatch::num_rows).sum();
+                eprintln!(
+                    "timing: statement {}: {:.6} s, {rows} rows",
+                    i + 1,
+                    started.elapsed().as_secs_f64()
+                );
+            }
         }
         // Only the last statement's result is printed (earlier ones set things up).
         write_result(&results, args.format, args.output.as_deref())
