@@ -320,6 +320,13 @@ pub(crate) async fn append(
             });
         }
     }
+    location.sync(&rel).map_err(|e| LakeError::Store {
+        path: location.display(&rel),
+        source: object_store::Error::Generic {
+            store: "local",
+            source: Box::new(e),
+        },
+    })?;
     state.apply(&commit);
     Ok(commit.version)
 }

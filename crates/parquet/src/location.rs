@@ -64,6 +64,16 @@ impl DatasetLocation {
         Some(parts.join("/"))
     }
 
+    /// Make a stored object durable. Object stores are once a put returns; a local file is
+    /// flushed to disk (object_store's local store writes and renames, without `fsync`), so
+    /// that a commit naming it can never outlive it in a power cut.
+    pub fn sync(&self, rel: &str) -> std::io::Result<()> {
+        if self.local {
+            std::fs::File::open(self.display(rel))?.sync_all()?;
+        }
+        Ok(())
+    }
+
     /// Whether the dataset is a local folder.
     pub fn is_local(&self) -> bool {
         self.local

@@ -117,6 +117,13 @@ impl DatasetWriter {
                 path: self.location.display(&rel),
                 source,
             })?;
+        self.location.sync(&rel).map_err(|e| WriteError::Store {
+            path: self.location.display(&rel),
+            source: object_store::Error::Generic {
+                store: "local",
+                source: Box::new(e),
+            },
+        })?;
         self.written.push(WrittenFile {
             path: rel,
             partition: partition.clone(),
