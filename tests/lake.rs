@@ -274,8 +274,11 @@ fn a_crafted_region_cannot_escape_the_dataset_folder() {
         found += 1;
     }
     assert_eq!(found, 3);
-    // The column keeps the value exactly; the folder name holds it Hive-escaped (readers
-    // that decode Hive escapes get the value back, DataFusion shows the escaped form).
+    // The folder names hold the values Hive-escaped; readers that decode Hive escapes
+    // (DataFusion, Spark, DuckDB) get the values back, and the column keeps them exactly.
+    assert!(out.join("region=%2E%2E%2F%2E%2E%2Fx").is_dir());
+    assert!(out.join("region=%2Ehidden").is_dir());
+    assert!(out.join("region=%252e%252e%252fy").is_dir());
     let q = trailql(&[
         "query",
         &out.display().to_string(),
@@ -285,10 +288,22 @@ fn a_crafted_region_cannot_escape_the_dataset_folder() {
     ]);
     assert_eq!(
         String::from_utf8_lossy(&q.stdout),
-        "region,awsRegion\n%2E%2E%2F%2E%2E%2Fx,../../x\n%2Ehidden,.hidden\n%252e%252e%252fy,%2e%2e%2fy\n",
+        "region,awsRegion\n../../x,../../x\n.hidden,.hidden\n%2e%2e%2fy,%2e%2e%2fy\n",
         "{}",
         stderr(&q)
     );
+    // A second run finds the same files in the log (no file is taken for a leftover).
+    let again = trailql(&[
+        "convert",
+        &dir.path().display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--partition-by",
+        "region,date",
+    ]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(!stderr(&again).contains("removed"), "{}", stderr(&again));
+    assert_eq!(files_ending(&out, ".parquet").len(), 3);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

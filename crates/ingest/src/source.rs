@@ -94,7 +94,9 @@ pub async fn discover(
             })?;
             files.push(InputFile {
                 store: store.clone(),
-                display: input.clone(),
+                // The same name a listing of its folder gives, so that a file is one input
+                // however it was named (the log of converted inputs is keyed by it).
+                display: display_root.display(meta.location.as_ref()),
                 size: meta.size,
                 e_tag: meta.e_tag.clone(),
                 kind: FileKind::Events,
@@ -105,6 +107,9 @@ pub async fn discover(
         }
         for meta in listed {
             let rel = meta.location.as_ref();
+            if is_dataset_state(rel) {
+                continue; // a trailql dataset's own log, inside a folder being read
+            }
             let display = display_root.display(rel);
             files.push(InputFile {
                 store: store.clone(),
@@ -243,6 +248,12 @@ fn url_store(
         ),
         _ => Arc::from(object_store::parse_url(url)?.0),
     })
+}
+
+/// Whether `path` lies in a dataset's state folder (trailql's log or a Delta log).
+fn is_dataset_state(path: &str) -> bool {
+    path.split('/')
+        .any(|s| s == "_trailql" || s == "_delta_log")
 }
 
 /// Judge a listed file by its path.

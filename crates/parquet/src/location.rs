@@ -14,8 +14,7 @@ pub struct DatasetLocation {
     pub root: StorePath,
     /// How the user named the folder (a local path or a URL), for messages.
     pub display: String,
-    /// object_store's local store reads `%2F` in a path as `/` (its paths are URLs), so local
-    /// paths are built part by part, which escapes `%` once more for it.
+    /// A local folder (flushed with `fsync`, and reached by Delta through a `file://` URL).
     local: bool,
 }
 
@@ -29,37 +28,25 @@ impl DatasetLocation {
         }
     }
 
-    /// The object at `rel` (a `/`-separated path relative to the root).
+    /// The object at `rel` (a `/`-separated path relative to the root). Segments made by
+    /// trailql are never `.`, `..` or control characters, the only ones `PathPart::parse`
+    /// refuses; any other is escaped by `PathPart::from`.
     pub fn path(&self, rel: &str) -> StorePath {
-        let parts = rel.split('/').filter(|p| !p.is_empty());
-        if self.local {
-            self.root
-                .parts()
-                .chain(parts.map(|p| PathPart::from(p.to_string())))
-                .collect()
-        } else {
-            // Segments made by trailql are never `.`, `..` or control characters, which are
-            // all that `PathPart::parse` refuses; anything else is escaped as a local path.
-            self.root
-                .parts()
-                .chain(parts.map(|p| PathPart::parse(p).unwrap_or_else(|_| PathPart::from(p))))
-                .collect()
-        }
+        self.root
+            .parts()
+            .chain(
+                rel.split('/')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| PathPart::parse(p).unwrap_or_else(|_| PathPart::from(p))),
+            )
+            .collect()
     }
 
     /// The path of `path` relative to the root, as [`Self::path`] takes it; `None` outside it.
     pub fn rel(&self, path: &StorePath) -> Option<String> {
         let parts: Vec<String> = path
             .prefix_match(&self.root)?
-            .map(|p| {
-                if self.local {
-                    percent_encoding::percent_decode_str(p.as_ref())
-                        .decode_utf8_lossy()
-                        .into_owned()
-                } else {
-                    p.as_ref().to_string()
-                }
-            })
+            .map(|p| p.as_ref().to_string())
             .collect();
         Some(parts.join("/"))
     }
