@@ -154,16 +154,25 @@ async fn lake_table(
         format!("{}/", lake.location().display)
     };
     let url = ListingTableUrl::parse(root_url).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(listing_table(url, partition_cols)?))
+}
+
+/// A table of trailql-schema Parquet files under `url`, with Hive partition columns.
+fn listing_table(
+    url: ListingTableUrl,
+    partition_cols: Vec<(String, arrow::datatypes::DataType)>,
+) -> Result<ListingTable, SqlError> {
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(partition_cols);
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(trailql_schema::arrow_schema());
-    Ok(Some(ListingTable::try_new(config)?))
+    Ok(ListingTable::try_new(config)?)
 }
 
-/// A listing table over `path` if it is a local folder of Parquet files.
+/// A listing table over `path` if it is a local folder of Parquet files without a trailql
+/// log (written by another tool, or by trailql before it kept one).
 async fn parquet_table(path: &str) -> Result<Option<ListingTable>, SqlError> {
     let root = std::path::Path::new(path);
     let Some(first) = first_parquet(root) else {
@@ -187,13 +196,7 @@ async fn parquet_table(path: &str) -> Result<Option<ListingTable>, SqlError> {
     let abs = std::fs::canonicalize(root).map_err(|e| bad(e.to_string()))?;
     let url =
         ListingTableUrl::parse(format!("{}/", abs.display())).map_err(|e| bad(e.to_string()))?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(partition_cols);
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(trailql_schema::arrow_schema());
-    Ok(Some(ListingTable::try_new(config)?))
+    Ok(Some(listing_table(url, partition_cols)?))
 }
 
 /// The first Parquet file under `root` in path order (hidden files and folders skipped).
