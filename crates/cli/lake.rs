@@ -62,7 +62,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// --buffer-mb, and commits the swap in one step: trailql and Delta readers see the old files
 /// or the new ones, never both. For plain Parquet, the old files are deleted right after the
 /// commit (an engine that lists folders may see both for that moment). Safe to stop at any
-/// point; safe to run beside nothing else that writes to the dataset.
+/// point; do not run it while a convert writes to the same dataset.
 #[derive(clap::Args)]
 pub struct CompactArgs {
     #[command(flatten)]
