@@ -201,6 +201,7 @@ fn sigkill_at_many_points_then_a_rerun_gives_the_clean_runs_dataset() {
 
         // Kill at points spread over a whole run (commits happen after every input file),
         // some runs twice in a row, so that the rerun itself is killed while it recovers.
+        let mut interrupted = 0;
         for k in 1..=points {
             let out = tempfile::tempdir().unwrap();
             let kills = if k % 3 == 0 { 2 } else { 1 };
@@ -212,6 +213,9 @@ fn sigkill_at_many_points_then_a_rerun_gives_the_clean_runs_dataset() {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
                 assert_only_complete_parquet_files(out.path());
+            }
+            if ids(out.path()) != expected {
+                interrupted += 1; // the kill landed before the run's end
             }
             let rerun = convert_command(archive.path(), out.path(), format)
                 .output()
@@ -225,6 +229,10 @@ fn sigkill_at_many_points_then_a_rerun_gives_the_clean_runs_dataset() {
                 points + 1
             );
         }
+        assert!(
+            interrupted * 2 >= points,
+            "{format}: only {interrupted} of {points} kills stopped a run before its end"
+        );
     }
 }
 
