@@ -90,44 +90,74 @@ pub(crate) fn split(
         };
         return Ok(vec![(whole, batch.clone())]);
     }
-    let mut groups: BTreeMap<Partition, Vec<u32>> = BTreeMap::new();
-    let values = |key: PartitionKey, row: usize| -> Option<String> {
-        match key {
-            PartitionKey::Date => {
-                let col = batch.column_by_name("eventTime")?;
-                let t = col.as_primitive::<TimestampMicrosecondType>();
-                t.is_valid(row).then(|| {
-                    chrono::DateTime::from_timestamp_micros(t.value(row))
-                        .map(|d| d.format("%Y-%m-%d").to_string())
-                })?
-            }
-            PartitionKey::Account | PartitionKey::Region => {
-                let name = if key == PartitionKey::Account {
-                    "recipientAccountId"
-                } else {
-                    "awsRegion"
-                };
-                let col = batch.column_by_name(name)?.as_string_opt::<i32>()?;
-                col.is_valid(row).then(|| col.value(row).to_string())
-            }
+    // Rows are grouped by borrowed values (the day as a number, strings from the arrays), so
+    // no row allocates; a partition's folder name is made once per group.
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    enum Value<'a> {
+        Missing,
+        Day(i64),
+        Text(&'a str),
+    }
+    const MICROS_PER_DAY: i64 = 86_400_000_000;
+    let columns: Vec<Result<&dyn Array, ()>> = keys
+        .iter()
+        .map(|k| {
+            let name = match k {
+                PartitionKey::Date => "eventTime",
+                PartitionKey::Account => "recipientAccountId",
+                PartitionKey::Region => "awsRegion",
+            };
+            batch.column_by_name(name).map(|c| c.as_ref()).ok_or(())
+        })
+        .collect();
+    let value = |i: usize, row: usize| -> Value<'_> {
+        let Ok(col) = columns[i] else {
+            return Value::Missing;
+        };
+        if !col.is_valid(row) {
+            return Value::Missing;
+        }
+        match keys[i] {
+            PartitionKey::Date => Value::Day(
+                col.as_primitive::<TimestampMicrosecondType>()
+                    .value(row)
+                    .div_euclid(MICROS_PER_DAY),
+            ),
+            _ => match col.as_string_opt::<i32>() {
+                Some(text) => Value::Text(text.value(row)),
+                None => Value::Missing,
+            },
         }
     };
-    let mut last: Option<(Vec<Option<String>>, Partition)> = None;
+    // At most three keys: account, region and date, each named once (the CLI refuses repeats).
+    debug_assert!(keys.len() <= 3);
+    let mut groups: BTreeMap<[Value<'_>; 3], Vec<u32>> = BTreeMap::new();
     for row in 0..batch.num_rows() {
-        let vals: Vec<Option<String>> = keys.iter().map(|&k| values(k, row)).collect();
-        let partition = match &last {
-            Some((v, p)) if *v == vals => p.clone(),
-            _ => {
-                let p = Partition {
-                    dir: partition_dir(keys, &vals),
-                    values: keys.iter().map(|k| k.name()).zip(vals.clone()).collect(),
-                };
-                last = Some((vals, p.clone()));
-                p
-            }
-        };
-        groups.entry(partition).or_default().push(row as u32);
+        let mut key = [Value::Missing; 3];
+        for (i, slot) in key.iter_mut().enumerate().take(keys.len()) {
+            *slot = value(i, row);
+        }
+        groups.entry(key).or_default().push(row as u32);
     }
+    let name = |v: Value<'_>| -> Option<String> {
+        match v {
+            Value::Missing => None,
+            Value::Day(day) => chrono::DateTime::from_timestamp(day * 86_400, 0)
+                .map(|d| d.format("%Y-%m-%d").to_string()),
+            Value::Text(t) => Some(t.to_string()),
+        }
+    };
+    let groups: Vec<(Partition, Vec<u32>)> = groups
+        .into_iter()
+        .map(|(key, rows)| {
+            let vals: Vec<Option<String>> = key[..keys.len()].iter().map(|&v| name(v)).collect();
+            let partition = Partition {
+                dir: partition_dir(keys, &vals),
+                values: keys.iter().map(|k| k.name()).zip(vals).collect(),
+            };
+            (partition, rows)
+        })
+        .collect();
     if groups.len() == 1 {
         let (partition, _) = groups.into_iter().next().expect("one group");
         return Ok(vec![(partition, batch.clone())]);

@@ -32,7 +32,8 @@ pub struct DatasetWriter {
     runtime: Handle,
     options: WriterOptions,
     props: WriterProperties,
-    buffers: HashMap<Partition, Vec<RecordBatch>>,
+    /// Rows waiting per partition, with their size in memory.
+    buffers: HashMap<Partition, (Vec<RecordBatch>, usize)>,
     buffered_bytes: usize,
     sequence: usize,
     written: Vec<WrittenFile>,
@@ -57,18 +58,17 @@ impl DatasetWriter {
     /// Buffer a batch; write files when the buffer is full.
     pub fn write(&mut self, batch: RecordBatch) -> Result<(), WriteError> {
         for (partition, part) in partition::split(&batch, &self.options.partition_by)? {
-            self.buffered_bytes += part.get_array_memory_size();
-            self.buffers.entry(partition).or_default().push(part);
+            let bytes = part.get_array_memory_size();
+            self.buffered_bytes += bytes;
+            let buffered = self.buffers.entry(partition).or_default();
+            buffered.0.push(part);
+            buffered.1 += bytes;
         }
         while self.buffered_bytes > self.options.buffer_bytes {
             let largest = self
                 .buffers
                 .iter()
-                .max_by_key(|(_, b)| {
-                    b.iter()
-                        .map(RecordBatch::get_array_memory_size)
-                        .sum::<usize>()
-                })
+                .max_by_key(|(_, (_, bytes))| *bytes)
                 .map(|(p, _)| p.clone());
             match largest {
                 Some(p) => self.flush_partition(&p)?,
@@ -89,13 +89,10 @@ impl DatasetWriter {
     }
 
     fn flush_partition(&mut self, partition: &Partition) -> Result<(), WriteError> {
-        let Some(batches) = self.buffers.remove(partition) else {
+        let Some((batches, bytes)) = self.buffers.remove(partition) else {
             return Ok(());
         };
-        self.buffered_bytes -= batches
-            .iter()
-            .map(RecordBatch::get_array_memory_size)
-            .sum::<usize>();
+        self.buffered_bytes -= bytes;
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(());
         }
