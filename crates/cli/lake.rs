@@ -58,8 +58,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Rewrite each partition's small files into few large, sorted ones.
 ///
 /// Hourly runs leave one small file per partition per run. Compaction reads a partition's
-/// small files, writes their rows sorted by eventTime into files of about a sixth of
-/// --buffer-mb, and commits the swap in one step: trailql and Delta readers see the old files
+/// small files, writes their rows sorted by eventTime into new files (each holds at most
+/// --buffer-mb of rows), and commits the swap in one step: trailql and Delta readers see the old files
 /// or the new ones, never both. For plain Parquet, the old files are deleted right after the
 /// commit (an engine that lists folders may see both for that moment). Safe to stop at any
 /// point; do not run it while a convert writes to the same dataset.
