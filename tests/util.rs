@@ -114,8 +114,12 @@ pub fn python(script: &str) -> String {
 /// installing them with pip the first time; its standard output.
 pub fn python_using(packages: &[&str], script: &str) -> String {
     ensure_python_packages(packages);
+    // Leave without interpreter teardown once the script is done: the deltalake package's
+    // native threads can abort the process at exit ("terminate called without an active
+    // exception") after every line was printed. An error in the script still fails.
+    let script = format!("{script}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n");
     let out = Command::new("python3")
-        .args(["-c", script])
+        .args(["-c", &script])
         .output()
         .expect("run python3");
     assert!(
