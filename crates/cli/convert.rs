@@ -48,12 +48,12 @@ pub struct Args {
     #[arg(long, default_value = "date", value_name = "KEYS")]
     partition_by: String,
 
-    /// Worker threads [default: number of cores].
+    /// Decode threads, and files encoded at once [default: number of cores].
     #[arg(short = 'j', long)]
     threads: Option<usize>,
 
-    /// Memory for rows waiting to be sorted and written, in MiB. Sets peak memory and the size
-    /// of output files (about a sixth of it, compressed).
+    /// Memory for rows waiting to be sorted and written, and being written, in MiB. Sets peak
+    /// memory and the size of output files.
     #[arg(long, default_value_t = 192, value_name = "MIB")]
     buffer_mb: usize,
 
@@ -171,6 +171,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         buffer_bytes: args.buffer_mb << 20,
         zstd_level: args.zstd_level,
         run_id: run_id.clone(),
+        threads: options.threads,
         ..WriterOptions::default()
     };
 

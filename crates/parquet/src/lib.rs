@@ -3,8 +3,9 @@
 //! each file, zstd, statistics and page indexes. Each file is encoded whole, then stored with
 //! one put, which object stores make visible atomically (local folders: write, then rename).
 //!
-//! Memory is bounded by [`WriterOptions::buffer_bytes`]: rows are buffered per partition until
-//! the total reaches it, then the largest partition is sorted and written as one file.
+//! Memory is bounded by [`WriterOptions::buffer_bytes`], which counts rows buffered per
+//! partition and rows being encoded: as the buffer fills, the largest partition is handed to
+//! an encode thread, sorted and written as one file, while the caller goes on buffering.
 
 mod location;
 mod partition;
@@ -54,6 +55,8 @@ pub struct WriterOptions {
     pub zstd_level: i32,
     /// A name shared by the files of one run, so that runs never overwrite each other.
     pub run_id: String,
+    /// Files sorted, encoded and stored at once, each on its own thread.
+    pub threads: usize,
 }
 
 impl Default for WriterOptions {
@@ -64,6 +67,7 @@ impl Default for WriterOptions {
             row_group_rows: 64 * 1024,
             zstd_level: 3,
             run_id: default_run_id(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }

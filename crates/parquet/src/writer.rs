@@ -1,6 +1,7 @@
 //! The dataset writer: buffer per partition, sort by `eventTime`, encode, store.
 
 use std::collections::HashMap;
+use std::sync::mpsc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::{SortOptions, interleave_record_batch, sort_to_indices};
@@ -27,6 +28,12 @@ pub struct WrittenFile {
 }
 
 /// Writes batches into a dataset folder.
+///
+/// The caller's thread only splits batches into partitions and buffers them. Sorting, encoding
+/// and storing a file run on the writer's own encode threads, so that decoding goes on while
+/// files are encoded. Rows buffered and rows being encoded count against one budget,
+/// [`WriterOptions::buffer_bytes`]: a partition is handed to an encoder when the buffered rows
+/// reach three quarters of it, and `write` waits for an encoder only when the budget is spent.
 pub struct DatasetWriter {
     location: DatasetLocation,
     runtime: Handle,
@@ -35,14 +42,32 @@ pub struct DatasetWriter {
     /// Rows waiting per partition, with their size in memory.
     buffers: HashMap<Partition, (Vec<RecordBatch>, usize)>,
     buffered_bytes: usize,
+    encoders: rayon::ThreadPool,
+    done_tx: mpsc::Sender<Finished>,
+    done_rx: mpsc::Receiver<Finished>,
+    /// Files handed to encoders and not yet stored, and the bytes of rows they hold.
+    in_flight: usize,
+    in_flight_bytes: usize,
     sequence: usize,
     written: Vec<WrittenFile>,
 }
 
+/// An encoder's answer: the bytes of rows it held, and the file it stored.
+struct Finished {
+    bytes: usize,
+    result: Result<WrittenFile, WriteError>,
+}
+
 impl DatasetWriter {
-    /// A writer into `location`; stores are called through `runtime`, from a thread outside it.
+    /// A writer into `location`; stores are called through `runtime`, from threads outside it.
     pub fn new(location: DatasetLocation, runtime: Handle, options: WriterOptions) -> Self {
         let props = writer_properties(&options);
+        let encoders = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.threads.max(1))
+            .thread_name(|i| format!("trailql-encode-{i}"))
+            .build()
+            .expect("build the encode thread pool");
+        let (done_tx, done_rx) = mpsc::channel();
         Self {
             location,
             runtime,
@@ -50,12 +75,17 @@ impl DatasetWriter {
             props,
             buffers: HashMap::new(),
             buffered_bytes: 0,
+            encoders,
+            done_tx,
+            done_rx,
+            in_flight: 0,
+            in_flight_bytes: 0,
             sequence: 0,
             written: Vec::new(),
         }
     }
 
-    /// Buffer a batch; write files when the buffer is full.
+    /// Buffer a batch; hand partitions to the encoders as the buffer fills.
     pub fn write(&mut self, batch: RecordBatch) -> Result<(), WriteError> {
         for (partition, part) in partition::split(&batch, &self.options.partition_by)? {
             let bytes = part.get_array_memory_size();
@@ -64,37 +94,82 @@ impl DatasetWriter {
             buffered.0.push(part);
             buffered.1 += bytes;
         }
-        while self.buffered_bytes > self.options.buffer_bytes {
-            let largest = self
-                .buffers
-                .iter()
-                .max_by_key(|(_, (_, bytes))| *bytes)
-                .map(|(p, _)| p.clone());
-            match largest {
-                Some(p) => self.flush_partition(&p)?,
-                None => break,
+        while let Ok(finished) = self.done_rx.try_recv() {
+            self.settle(finished)?;
+        }
+        let budget = self.options.buffer_bytes;
+        loop {
+            let over_budget = self.buffered_bytes + self.in_flight_bytes > budget;
+            let encoder_free = self.in_flight < self.options.threads.max(1);
+            if encoder_free && (self.buffered_bytes > budget / 4 * 3 || over_budget) {
+                if !self.start_largest() {
+                    break;
+                }
+            } else if over_budget && self.in_flight > 0 {
+                self.wait_one()?;
+            } else {
+                break;
             }
         }
         Ok(())
     }
 
-    /// Write everything still buffered; the files written by this writer.
+    /// Write everything still buffered; the files written by this writer, in the order of
+    /// their names.
     pub fn finish(mut self) -> Result<Vec<WrittenFile>, WriteError> {
         let mut partitions: Vec<Partition> = self.buffers.keys().cloned().collect();
         partitions.sort();
         for p in partitions {
-            self.flush_partition(&p)?;
+            while self.in_flight >= self.options.threads.max(1) {
+                self.wait_one()?;
+            }
+            self.start(&p);
         }
+        while self.in_flight > 0 {
+            self.wait_one()?;
+        }
+        self.written.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(self.written)
     }
 
-    fn flush_partition(&mut self, partition: &Partition) -> Result<(), WriteError> {
+    fn wait_one(&mut self) -> Result<(), WriteError> {
+        let finished = self
+            .done_rx
+            .recv()
+            .expect("the writer holds a sender, so the channel stays open");
+        self.settle(finished)
+    }
+
+    fn settle(&mut self, finished: Finished) -> Result<(), WriteError> {
+        self.in_flight -= 1;
+        self.in_flight_bytes -= finished.bytes;
+        self.written.push(finished.result?);
+        Ok(())
+    }
+
+    /// Hand the largest buffered partition to an encoder; false when nothing is buffered.
+    fn start_largest(&mut self) -> bool {
+        let largest = self
+            .buffers
+            .iter()
+            .max_by_key(|(_, (_, bytes))| *bytes)
+            .map(|(p, _)| p.clone());
+        match largest {
+            Some(p) => {
+                self.start(&p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn start(&mut self, partition: &Partition) {
         let Some((batches, bytes)) = self.buffers.remove(partition) else {
-            return Ok(());
+            return;
         };
         self.buffered_bytes -= bytes;
         if batches.iter().all(|b| b.num_rows() == 0) {
-            return Ok(());
+            return;
         }
         self.sequence += 1;
         let name = format!("part-{}-{:05}.parquet", self.options.run_id, self.sequence);
@@ -103,32 +178,69 @@ impl DatasetWriter {
         } else {
             format!("{}/{name}", partition.dir)
         };
-        let encoded = encode_sorted(&batches, &self.props, self.options.row_group_rows)
-            .map_err(|e| e.for_path(&self.location.display(&rel)))?;
+        self.in_flight += 1;
+        self.in_flight_bytes += bytes;
+        let job = EncodeJob {
+            location: self.location.clone(),
+            runtime: self.runtime.clone(),
+            props: self.props.clone(),
+            row_group_rows: self.options.row_group_rows,
+            partition: partition.clone(),
+            rel,
+        };
+        let done = self.done_tx.clone();
+        self.encoders.spawn(move || {
+            let result = job.run(&batches);
+            drop(batches);
+            // The writer may have gone away after an error: nobody is left to tell.
+            let _ = done.send(Finished { bytes, result });
+        });
+    }
+}
+
+/// One file to sort, encode and store, on an encode thread.
+struct EncodeJob {
+    location: DatasetLocation,
+    runtime: Handle,
+    props: WriterProperties,
+    row_group_rows: usize,
+    partition: Partition,
+    rel: String,
+}
+
+impl EncodeJob {
+    fn run(self, batches: &[RecordBatch]) -> Result<WrittenFile, WriteError> {
+        let display = || self.location.display(&self.rel);
+        let encoded = encode_sorted(batches, &self.props, self.row_group_rows)
+            .map_err(|e| e.for_path(&display()))?;
         let bytes = encoded.bytes.len() as u64;
-        let path = self.location.path(&rel);
-        let store = self.location.store.clone();
+        let path = self.location.path(&self.rel);
         self.runtime
-            .block_on(store.put(&path, PutPayload::from(encoded.bytes)))
+            .block_on(
+                self.location
+                    .store
+                    .put(&path, PutPayload::from(encoded.bytes)),
+            )
             .map_err(|source| WriteError::Store {
-                path: self.location.display(&rel),
+                path: display(),
                 source,
             })?;
-        self.location.sync(&rel).map_err(|e| WriteError::Store {
-            path: self.location.display(&rel),
-            source: object_store::Error::Generic {
-                store: "local",
-                source: Box::new(e),
-            },
-        })?;
-        self.written.push(WrittenFile {
-            path: rel,
-            partition: partition.clone(),
+        self.location
+            .sync(&self.rel)
+            .map_err(|e| WriteError::Store {
+                path: display(),
+                source: object_store::Error::Generic {
+                    store: "local",
+                    source: Box::new(e),
+                },
+            })?;
+        Ok(WrittenFile {
+            path: self.rel,
+            partition: self.partition,
             rows: encoded.rows,
             bytes,
             time_range: encoded.time_range,
-        });
-        Ok(())
+        })
     }
 }
 
