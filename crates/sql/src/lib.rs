@@ -12,6 +12,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::physical_plan::parquet::transform_schema_to_view;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use trailql_ingest::{IngestOptions, StoreOptions};
 use trailql_lake::Lake;
@@ -54,8 +55,6 @@ pub fn new_context() -> Result<SessionContext, SqlError> {
     options.sql_parser.enable_ident_normalization = false;
     // PostgreSQL's operator precedence: `col->>'key' IS NOT NULL` applies `->>` first.
     options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-    // Read strings as the schema declares them (Utf8), the same for Parquet and raw archives.
-    options.execution.parquet.schema_force_view_types = false;
     options.execution.parquet.pushdown_filters = true;
     options.execution.parquet.reorder_filters = true;
     let mut ctx = SessionContext::new_with_config(config);
@@ -89,7 +88,7 @@ pub async fn register(
             ctx.register_table(name, Arc::new(table))?;
             return Ok(SourceKind::Parquet);
         }
-        if let Some(table) = parquet_table(single).await? {
+        if let Some(table) = parquet_table(ctx, single).await? {
             ctx.register_table(name, Arc::new(table))?;
             return Ok(SourceKind::Parquet);
         }
@@ -154,11 +153,16 @@ async fn lake_table(
         format!("{}/", lake.location().display)
     };
     let url = ListingTableUrl::parse(root_url).map_err(|e| bad(e.to_string()))?;
-    Ok(Some(listing_table(url, partition_cols)?))
+    Ok(Some(listing_table(ctx, url, partition_cols)?))
 }
 
-/// A table of trailql-schema Parquet files under `url`, with Hive partition columns.
+/// A table of trailql-schema Parquet files under `url`, with Hive partition columns. File
+/// statistics are kept in the session's cache, so that each query does not read every footer
+/// again to plan. Top-level strings are read as `Utf8View`: a view points into the page's
+/// dictionary instead of copying every value out of it (`eventName` over a month is a million
+/// copies otherwise). Values, and so answers, are the same as the raw table's `Utf8`.
 fn listing_table(
+    ctx: &SessionContext,
     url: ListingTableUrl,
     partition_cols: Vec<(String, arrow::datatypes::DataType)>,
 ) -> Result<ListingTable, SqlError> {
@@ -167,13 +171,16 @@ fn listing_table(
         .with_table_partition_cols(partition_cols);
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
-        .with_schema(trailql_schema::arrow_schema());
-    Ok(ListingTable::try_new(config)?)
+        .with_schema(Arc::new(transform_schema_to_view(
+            &trailql_schema::arrow_schema(),
+        )));
+    let statistics = ctx.runtime_env().cache_manager.get_file_statistic_cache();
+    Ok(ListingTable::try_new(config)?.with_cache(statistics))
 }
 
 /// A listing table over `path` if it is a local folder of Parquet files without a trailql
 /// log (written by another tool, or by trailql before it kept one).
-async fn parquet_table(path: &str) -> Result<Option<ListingTable>, SqlError> {
+async fn parquet_table(ctx: &SessionContext, path: &str) -> Result<Option<ListingTable>, SqlError> {
     let root = std::path::Path::new(path);
     let Some(first) = first_parquet(root) else {
         return Ok(None);
@@ -196,7 +203,7 @@ async fn parquet_table(path: &str) -> Result<Option<ListingTable>, SqlError> {
     let abs = std::fs::canonicalize(root).map_err(|e| bad(e.to_string()))?;
     let url =
         ListingTableUrl::parse(format!("{}/", abs.display())).map_err(|e| bad(e.to_string()))?;
-    Ok(Some(listing_table(url, partition_cols)?))
+    Ok(Some(listing_table(ctx, url, partition_cols)?))
 }
 
 /// The first Parquet file under `root` in path order (hidden files and folders skipped).
