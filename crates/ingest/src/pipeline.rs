@@ -44,9 +44,9 @@ impl Default for IngestOptions {
 }
 
 /// Inflated files above this size are split into runs of events decoded in parallel.
-const SPLIT_ABOVE: usize = 16 << 20;
+const SPLIT_ABOVE: usize = 4 << 20;
 /// Size of one run of events when splitting.
-const SPLIT_RUN: usize = 4 << 20;
+const SPLIT_RUN: usize = 2 << 20;
 
 /// What the pipeline hands out.
 #[derive(Debug)]
