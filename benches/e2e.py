@@ -6,7 +6,7 @@
 Steps (each timed as wall time, peak RSS from the kernel via wait4):
   1. generate the corpus with `trailql generate` (once; reused if present)
   2. zcat of every file to /dev/null, one process per core, files split evenly
-  3. trailql convert  (default settings)
+  3. trailql convert  (default settings; best of 2, peak memory the larger)
   4. DuckDB conversion the way experts do it: read_json with Records as JSON[], unnest, top-level
      fields extracted, nested payloads kept as JSON; written to Parquet and to a native table
   5. the queries below: trailql over its dataset (whole process: start-up included) vs DuckDB
@@ -162,8 +162,14 @@ def main():
     if args.queries_only:
         return queries(lake, ddb)
     z = min(zcat(files) for _ in range(2))
-    shutil.rmtree(lake, ignore_errors=True)
-    t, rss, err = timed([TRAILQL, "convert", path, "--out", lake], ok=(0, 1))
+    # Best of 2, as for zcat: the machine is shared and a single run can be 20% off. Peak
+    # memory is the larger of the two.
+    runs = []
+    for _ in range(2):
+        shutil.rmtree(lake, ignore_errors=True)
+        runs.append(timed([TRAILQL, "convert", path, "--out", lake], ok=(0, 1)))
+    t, _, err = min(runs, key=lambda r: r[0])
+    rss = max(r[1] for r in runs)
     rows = [("zcat > /dev/null (one process per core)", z, None), ("trailql convert", t, rss)]
     if ddb:
         db = ddb

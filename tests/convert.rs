@@ -367,8 +367,8 @@ fn generated_corpora_are_deterministic_and_convert_whole() {
 
 #[test]
 fn a_large_single_file_is_split_across_workers_and_loses_nothing() {
-    // About 24 MB of JSON in one gzip file: above the 16 MiB split threshold, so it is decoded
-    // as parallel runs of events.
+    // About 24 MB of JSON in one gzip file: above the 4 MiB split threshold, so it is decoded
+    // as parallel runs of events, a few runs at a time, each run's batches sent on at once.
     let events = real_events();
     let mut all = Vec::new();
     for copy in 0..6 {

@@ -152,6 +152,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         }
     }
+    // Day by day (the delivery date of `AWSLogs/.../YYYY/MM/DD/`), every account and region
+    // together: the writer then has one or two date partitions open at a time and writes each
+    // as few large files, instead of a sliver of every day of the month per buffer.
+    todo.sort_by(|a, b| (a.path_date, &a.display).cmp(&(b.path_date, &b.display)));
     let mut tally = Tally::new(todo.len(), args.quiet);
     for other in &others {
         tally.skip(match other.kind {

@@ -143,6 +143,7 @@ fn decode_worker(
         let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             read_file(
                 &fetched,
+                tx,
                 &mut decoder,
                 &mut inflater,
                 &mut inflated,
@@ -196,6 +197,7 @@ fn decode_worker(
 /// Inflate and decode one fetched file into `builder`.
 fn read_file(
     fetched: &Fetched,
+    tx: &mpsc::Sender<Message>,
     decoder: &mut Decoder,
     inflater: &mut Inflater,
     inflated: &mut Vec<u8>,
@@ -249,7 +251,7 @@ fn read_file(
     };
     report.bytes_inflated = text.len() as u64;
     let decoded = if text.len() > SPLIT_ABOVE && gzip_damage.is_none() {
-        decode_split(&name, text, decoder, builder, options)
+        decode_split(&name, text, tx, decoder, builder, options)
     } else {
         decoder.decode_file(&name, text, builder)
     };
@@ -275,11 +277,13 @@ fn read_file(
     report
 }
 
-/// Decode a large document as runs of events in parallel; falls back to one pass when the
-/// document is not a plain array of events.
+/// Decode a large document as runs of events, twice as many at once as there are threads, sending
+/// each group's batches on before decoding the next: memory holds a few runs, not the whole
+/// file's rows. Falls back to one pass when the document is not a plain array of events.
 fn decode_split(
     name: &str,
     text: &[u8],
+    tx: &mpsc::Sender<Message>,
     decoder: &mut Decoder,
     builder: &mut BatchBuilder,
     options: &IngestOptions,
@@ -305,23 +309,29 @@ fn decode_split(
         }
     }
     runs.push((run_start, spans[spans.len() - 1].1));
-    let results: Vec<(Vec<RecordBatch>, Decoded)> = runs
-        .par_iter()
-        .map_init(Decoder::new, |dec, &(a, b)| {
-            let mut doc = Vec::with_capacity(b - a + 2);
-            doc.push(b'[');
-            doc.extend_from_slice(&text[a..b]);
-            doc.push(b']');
-            let mut local = BatchBuilder::new(options.batch_size);
-            let decoded = dec.decode_events(name, &doc, &mut local);
-            (local.flush(), decoded)
-        })
-        .collect();
     let mut total = Decoded::default();
-    for (batches, decoded) in results {
-        builder.push_ready(batches);
-        total.records += decoded.records;
-        total.record_errors.extend(decoded.record_errors);
+    for group in runs.chunks(options.threads.max(1) * 2) {
+        let results: Vec<(Vec<RecordBatch>, Decoded)> = group
+            .par_iter()
+            .map_init(Decoder::new, |dec, &(a, b)| {
+                let mut doc = Vec::with_capacity(b - a + 2);
+                doc.push(b'[');
+                doc.extend_from_slice(&text[a..b]);
+                doc.push(b']');
+                let mut local = BatchBuilder::new(options.batch_size);
+                let decoded = dec.decode_events(name, &doc, &mut local);
+                (local.flush(), decoded)
+            })
+            .collect();
+        for (batches, decoded) in results {
+            total.records += decoded.records;
+            total.record_errors.extend(decoded.record_errors);
+            for batch in batches {
+                if tx.blocking_send(Message::Batch(batch)).is_err() {
+                    return Ok(total); // the consumer went away
+                }
+            }
+        }
     }
     Ok(total)
 }

@@ -46,8 +46,8 @@ pub enum WriteError {
 pub struct WriterOptions {
     /// Partition folders, outermost first (empty: no partitions).
     pub partition_by: Vec<PartitionKey>,
-    /// Bytes of rows buffered in memory before the largest partition is written as a file;
-    /// sets both peak memory and the size of output files.
+    /// Bytes of rows in memory, buffered or being encoded; sets peak memory, and the size of
+    /// output files (at most a quarter of it in memory, about a twentieth of it on disk).
     pub buffer_bytes: usize,
     /// Rows per row group.
     pub row_group_rows: usize,

@@ -32,8 +32,11 @@ pub struct WrittenFile {
 /// The caller's thread only splits batches into partitions and buffers them. Sorting, encoding
 /// and storing a file run on the writer's own encode threads, so that decoding goes on while
 /// files are encoded. Rows buffered and rows being encoded count against one budget,
-/// [`WriterOptions::buffer_bytes`]: a partition is handed to an encoder when the buffered rows
-/// reach three quarters of it, and `write` waits for an encoder only when the budget is spent.
+/// [`WriterOptions::buffer_bytes`]. A partition is handed to an encoder when it holds a quarter
+/// of the budget (so a file is at most that many rows in memory, and encoding one, which
+/// copies its rows once more to sort them, stays bounded too), or, the largest one, when all
+/// buffered rows reach three quarters of it. `write` waits for an encoder only when the budget
+/// is spent.
 pub struct DatasetWriter {
     location: DatasetLocation,
     runtime: Handle,
@@ -101,10 +104,17 @@ impl DatasetWriter {
         loop {
             let over_budget = self.buffered_bytes + self.in_flight_bytes > budget;
             let encoder_free = self.in_flight < self.options.threads.max(1);
-            if encoder_free && (self.buffered_bytes > budget / 4 * 3 || over_budget) {
-                if !self.start_largest() {
-                    break;
-                }
+            let largest = self
+                .buffers
+                .iter()
+                .max_by_key(|(_, (_, bytes))| *bytes)
+                .map(|(p, (_, bytes))| (p.clone(), *bytes));
+            let due = largest.as_ref().is_some_and(|(_, bytes)| {
+                *bytes >= budget / 4 || self.buffered_bytes > budget / 4 * 3 || over_budget
+            });
+            if encoder_free && due {
+                let (partition, _) = largest.expect("due implies a partition");
+                self.start(&partition);
             } else if over_budget && self.in_flight > 0 {
                 self.wait_one()?;
             } else {
@@ -145,22 +155,6 @@ impl DatasetWriter {
         self.in_flight_bytes -= finished.bytes;
         self.written.push(finished.result?);
         Ok(())
-    }
-
-    /// Hand the largest buffered partition to an encoder; false when nothing is buffered.
-    fn start_largest(&mut self) -> bool {
-        let largest = self
-            .buffers
-            .iter()
-            .max_by_key(|(_, (_, bytes))| *bytes)
-            .map(|(p, _)| p.clone());
-        match largest {
-            Some(p) => {
-                self.start(&p);
-                true
-            }
-            None => false,
-        }
     }
 
     fn start(&mut self, partition: &Partition) {
@@ -270,6 +264,9 @@ impl EncodeError {
     }
 }
 
+/// Rows gathered at once when sorting a file.
+const SORT_SLICE_ROWS: usize = 8192;
+
 /// Sort `batches` by `eventTime` (without copying the rows first) and encode them as one
 /// Parquet file.
 pub fn encode_sorted(
@@ -308,10 +305,15 @@ pub fn encode_sorted(
     let mut writer = ArrowWriter::try_new(Vec::new(), arrow_schema(), Some(props.clone()))
         .map_err(EncodeError::Parquet)?;
     let batch_refs: Vec<&RecordBatch> = batches.iter().collect();
-    for chunk in order.values().chunks(row_group_rows.max(1)) {
-        let indices: Vec<(usize, usize)> = chunk.iter().map(|&i| position(i)).collect();
-        let sorted = interleave_record_batch(&batch_refs, &indices).map_err(EncodeError::Arrow)?;
-        writer.write(&sorted).map_err(EncodeError::Parquet)?;
+    // Rows are gathered in sorted order a slice at a time: the copy made to sort is one slice,
+    // not the whole file (the writer keeps only encoded pages until a row group closes).
+    for group in order.values().chunks(row_group_rows.max(1)) {
+        for slice in group.chunks(SORT_SLICE_ROWS) {
+            let indices: Vec<(usize, usize)> = slice.iter().map(|&i| position(i)).collect();
+            let sorted =
+                interleave_record_batch(&batch_refs, &indices).map_err(EncodeError::Arrow)?;
+            writer.write(&sorted).map_err(EncodeError::Parquet)?;
+        }
         writer.flush().map_err(EncodeError::Parquet)?;
     }
     let bytes = writer.into_inner().map_err(EncodeError::Parquet)?;
