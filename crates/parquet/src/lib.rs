@@ -4,8 +4,9 @@
 //! one put, which object stores make visible atomically (local folders: write, then rename).
 //!
 //! Memory is bounded by [`WriterOptions::buffer_bytes`], which counts rows buffered per
-//! partition and rows being encoded: as the buffer fills, the largest partition is handed to
-//! an encode thread, sorted and written as one file, while the caller goes on buffering.
+//! partition and rows being encoded: when a partition reaches a quarter of it, or the buffer
+//! fills, that partition is handed to an encode thread, sorted and written as one file, while
+//! the caller goes on buffering.
 
 mod location;
 mod partition;
@@ -47,7 +48,7 @@ pub struct WriterOptions {
     /// Partition folders, outermost first (empty: no partitions).
     pub partition_by: Vec<PartitionKey>,
     /// Bytes of rows in memory, buffered or being encoded; sets peak memory, and the size of
-    /// output files (at most a quarter of it in memory, about a twentieth of it on disk).
+    /// output files (a file holds at most a quarter of it in memory).
     pub buffer_bytes: usize,
     /// Rows per row group.
     pub row_group_rows: usize,

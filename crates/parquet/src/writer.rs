@@ -108,12 +108,12 @@ impl DatasetWriter {
                 .buffers
                 .iter()
                 .max_by_key(|(_, (_, bytes))| *bytes)
-                .map(|(p, (_, bytes))| (p.clone(), *bytes));
-            let due = largest.as_ref().is_some_and(|(_, bytes)| {
-                *bytes >= budget / 4 || self.buffered_bytes > budget / 4 * 3 || over_budget
-            });
-            if encoder_free && due {
-                let (partition, _) = largest.expect("due implies a partition");
+                .filter(|(_, (_, bytes))| {
+                    *bytes >= budget / 4 || self.buffered_bytes > budget / 4 * 3 || over_budget
+                })
+                .map(|(p, _)| p);
+            if let Some(partition) = largest.filter(|_| encoder_free) {
+                let partition = partition.clone();
                 self.start(&partition);
             } else if over_budget && self.in_flight > 0 {
                 self.wait_one()?;
@@ -184,7 +184,24 @@ impl DatasetWriter {
         };
         let done = self.done_tx.clone();
         self.encoders.spawn(move || {
-            let result = job.run(&batches);
+            // A panic here would abort the process (rayon's default) and lose the run: it
+            // becomes this file's error instead.
+            let display = job.location.display(&job.rel);
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&batches)))
+                    .unwrap_or_else(|panic| {
+                        let reason = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Err(WriteError::Parquet {
+                            path: display,
+                            source: parquet::errors::ParquetError::General(format!(
+                                "internal error while encoding: {reason}"
+                            )),
+                        })
+                    });
             drop(batches);
             // The writer may have gone away after an error: nobody is left to tell.
             let _ = done.send(Finished { bytes, result });
