@@ -100,7 +100,11 @@ async fn open(source: &SourceArgs) -> anyhow::Result<(SessionContext, SourceKind
         region: source.region.clone(),
         endpoint: source.endpoint.clone(),
     };
-    Ok(trailql_sql::open(&source.sources, &store, ingest).await?)
+    let (ctx, kind) = trailql_sql::open(&source.sources, &store, ingest).await?;
+    if kind == SourceKind::Raw {
+        crate::fix_mmap_threshold();
+    }
+    Ok((ctx, kind))
 }
 
 pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
