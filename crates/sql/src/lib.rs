@@ -3,6 +3,7 @@
 //! payload access and functions investigators need.
 
 mod functions;
+mod json_filter;
 mod raw;
 mod snapshot;
 
@@ -60,6 +61,7 @@ pub fn new_context() -> Result<SessionContext, SqlError> {
     let mut ctx = SessionContext::new_with_config(config);
     datafusion_functions_json::register_all(&mut ctx)?;
     functions::register(&ctx);
+    ctx.add_analyzer_rule(Arc::new(json_filter::JsonFilterRule));
     Ok(ctx)
 }
 

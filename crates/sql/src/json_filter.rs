@@ -1,0 +1,420 @@
+//! Filters on a JSON payload's value, answered without parsing most rows.
+//!
+//! `requestParameters->>'bucketName' = 'x'` parses every row's JSON to find one key, and most rows
+//! cannot match. A row whose text holds neither the wanted value nor a backslash cannot match:
+//! without a backslash every JSON string in it is written out verbatim, and `->>` returns a
+//! string's characters or any other value's raw text, so a matching value appears as written.
+//! [`JsonFilterRule`] rewrites such comparisons in `WHERE` clauses into [`JsonTextIn`], which
+//! looks for the value with `memmem` first and parses only the rows that hold it.
+//!
+//! The rewritten filter says `false` where the comparison says `false` or null. The rule only
+//! rewrites conjuncts and disjuncts of a filter's predicate, where the two lead to the same rows
+//! (no `NOT` or `IS` above them).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder};
+use arrow::compute::filter;
+use arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{ScalarValue, internal_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::expr::{InList, ScalarFunction};
+use datafusion::logical_expr::{
+    BinaryExpr, ColumnarValue, Expr, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+use memchr::memmem;
+
+/// The JSON functions whose result is a value's text (`->>` plans as `json_as_text`).
+const TEXT_FUNCTIONS: &[&str] = &["json_as_text", "json_get_str"];
+
+/// Rewrites `json_as_text(x, path) = 'v'` (and `IN ('v', 'w')`) in filters into [`JsonTextIn`].
+#[derive(Debug, Default)]
+pub struct JsonFilterRule;
+
+impl AnalyzerRule for JsonFilterRule {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|node| match node {
+            LogicalPlan::Filter(mut f) => {
+                let rewritten = rewrite_predicate(f.predicate.clone());
+                if rewritten.transformed {
+                    f.predicate = rewritten.data;
+                    Ok(Transformed::yes(LogicalPlan::Filter(f)))
+                } else {
+                    Ok(Transformed::no(LogicalPlan::Filter(f)))
+                }
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "trailql_json_filter"
+    }
+}
+
+/// Rewrite the comparisons reached from the top of a predicate through `AND` and `OR` only.
+fn rewrite_predicate(expr: Expr) -> Transformed<Expr> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(op, Operator::And | Operator::Or) =>
+        {
+            let l = rewrite_predicate(*left);
+            let r = rewrite_predicate(*right);
+            let transformed = l.transformed || r.transformed;
+            let e = Expr::BinaryExpr(BinaryExpr::new(Box::new(l.data), op, Box::new(r.data)));
+            if transformed {
+                Transformed::yes(e)
+            } else {
+                Transformed::no(e)
+            }
+        }
+        other => match as_text_in(&other) {
+            Some((func, values)) => {
+                let udf = JsonTextIn::new(Arc::clone(&func.func), values);
+                Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(ScalarUDF::new_from_impl(udf)),
+                    func.args.clone(),
+                )))
+            }
+            None => Transformed::no(other),
+        },
+    }
+}
+
+/// `text_fn(...) = 'v'`, `'v' = text_fn(...)` or `text_fn(...) IN ('v', ...)`.
+fn as_text_in(expr: &Expr) -> Option<(&ScalarFunction, Vec<String>)> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            let (func, value) = match (text_function(left), text_function(right)) {
+                (Some(f), None) => (f, string_literal(right)?),
+                (None, Some(f)) => (f, string_literal(left)?),
+                _ => return None,
+            };
+            Some((func, vec![value]))
+        }
+        Expr::InList(InList {
+            expr,
+            list,
+            negated: false,
+        }) => {
+            let func = text_function(expr)?;
+            let values = list.iter().map(string_literal).collect::<Option<_>>()?;
+            Some((func, values))
+        }
+        _ => None,
+    }
+}
+
+fn text_function(expr: &Expr) -> Option<&ScalarFunction> {
+    match expr {
+        Expr::ScalarFunction(f) if TEXT_FUNCTIONS.contains(&f.func.name()) => Some(f),
+        Expr::Cast(c) if is_string(c.field.data_type()) => text_function(&c.expr),
+        _ => None,
+    }
+}
+
+fn string_literal(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Some(s.clone()),
+        Expr::Cast(c) if is_string(c.field.data_type()) => string_literal(&c.expr),
+        _ => None,
+    }
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+}
+
+/// `inner(json, path...) IN (values)` as a filter: true where it holds, false elsewhere
+/// (including where the comparison is null). Rows whose JSON text holds none of the values and
+/// no backslash are answered without calling `inner`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JsonTextIn {
+    inner: Arc<ScalarUDF>,
+    values: Vec<String>,
+    /// What `EXPLAIN` shows: `json_as_text_in['v', 'w'](json, path)`.
+    name: String,
+    signature: Signature,
+}
+
+impl JsonTextIn {
+    fn new(inner: Arc<ScalarUDF>, values: Vec<String>) -> Self {
+        let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+        JsonTextIn {
+            name: format!("{}_in[{}]", inner.name(), quoted.join(", ")),
+            inner,
+            values,
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+
+    /// Which rows may match: those holding a value or a backslash. `None` if the JSON argument
+    /// is not a string array (then every row is parsed).
+    fn candidates(&self, json: &ArrayRef) -> Option<BooleanArray> {
+        let finders: Vec<_> = self
+            .values
+            .iter()
+            .map(|v| memmem::Finder::new(v.as_bytes()))
+            .collect();
+        let may_match = |text: &str| {
+            let bytes = text.as_bytes();
+            memchr::memchr(b'\\', bytes).is_some()
+                || finders.iter().any(|f| f.find(bytes).is_some())
+        };
+        let mut mask = BooleanBufferBuilder::new(json.len());
+        match json.data_type() {
+            DataType::Utf8View => json
+                .as_string_view()
+                .iter()
+                .for_each(|t| mask.append(t.is_some_and(may_match))),
+            DataType::Utf8 => json
+                .as_string::<i32>()
+                .iter()
+                .for_each(|t| mask.append(t.is_some_and(may_match))),
+            DataType::LargeUtf8 => json
+                .as_string::<i64>()
+                .iter()
+                .for_each(|t| mask.append(t.is_some_and(may_match))),
+            _ => return None,
+        }
+        Some(BooleanArray::new(mask.finish(), None))
+    }
+
+    /// `inner(args) IN values` on `rows` rows, nulls as false.
+    fn compare(
+        &self,
+        args: &ScalarFunctionArgs,
+        columns: Vec<ColumnarValue>,
+        rows: usize,
+    ) -> Result<BooleanArray> {
+        let inner_args = ScalarFunctionArgs {
+            args: columns,
+            arg_fields: args.arg_fields.clone(),
+            number_rows: rows,
+            return_field: Arc::new(arrow::datatypes::Field::new("text", DataType::Utf8, true)),
+            config_options: Arc::clone(&args.config_options),
+        };
+        let text = self.inner.invoke_with_args(inner_args)?.into_array(rows)?;
+        let text = arrow::compute::cast(&text, &DataType::Utf8)?;
+        let matched: Vec<bool> = text
+            .as_string::<i32>()
+            .iter()
+            .map(|t| t.is_some_and(|t| self.values.iter().any(|v| v == t)))
+            .collect();
+        Ok(BooleanArray::from(matched))
+    }
+}
+
+impl ScalarUDFImpl for JsonTextIn {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let Some(ColumnarValue::Array(json)) = args.args.first() else {
+            // A scalar JSON argument: nothing to skip.
+            return Ok(ColumnarValue::Array(Arc::new(self.compare(
+                &args,
+                args.args.clone(),
+                rows,
+            )?)));
+        };
+        let Some(mask) = self.candidates(json) else {
+            return Ok(ColumnarValue::Array(Arc::new(self.compare(
+                &args,
+                args.args.clone(),
+                rows,
+            )?)));
+        };
+        let selected = mask.true_count();
+        if selected == 0 {
+            return Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(
+                vec![false; rows],
+            ))));
+        }
+        if selected == rows {
+            return Ok(ColumnarValue::Array(Arc::new(self.compare(
+                &args,
+                args.args.clone(),
+                rows,
+            )?)));
+        }
+        // Call `inner` on the candidate rows only, then scatter its answers back.
+        let columns = args
+            .args
+            .iter()
+            .map(|c| match c {
+                ColumnarValue::Array(a) => Ok(ColumnarValue::Array(filter(a, &mask)?)),
+                scalar => Ok(scalar.clone()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let matched = self.compare(&args, columns, selected)?;
+        let mut out = BooleanBufferBuilder::new(rows);
+        let mut next = matched.values().iter();
+        for candidate in mask.values().iter() {
+            out.append(candidate && next.next().unwrap_or(false));
+        }
+        if next.next().is_some() {
+            return internal_err!("{}: candidate count mismatch", self.name);
+        }
+        Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(
+            out.finish(),
+            None,
+        ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringViewArray;
+    use arrow::datatypes::{Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    /// Payloads where the text and the value differ: escapes, numbers, nested values, nulls.
+    const PAYLOADS: &[Option<&str>] = &[
+        Some(r#"{"bucketName":"logs","key":"a/b"}"#),
+        Some(r#"{"bucketName":"lo\u0067s"}"#),
+        Some(r#"{"bucketName":"x\/y"}"#),
+        Some(r#"{"bucketName":"say \"hi\""}"#),
+        Some(r#"{"other":"logs"}"#),
+        Some(r#"{"bucketName":5}"#),
+        Some(r#"{"bucketName":{"n":1}}"#),
+        Some(r#"{"bucketName":null}"#),
+        Some(r#"{"nested":{"bucketName":"logs"}}"#),
+        Some("not json logs"),
+        None,
+        Some(r#"{"bucketName":"logs"}"#),
+    ];
+
+    async fn context() -> SessionContext {
+        let ctx = crate::new_context().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("j", DataType::Utf8View, true)]));
+        let column = StringViewArray::from(PAYLOADS.to_vec());
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(column)]).unwrap();
+        let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        ctx.register_table("t", Arc::new(table)).unwrap();
+        ctx
+    }
+
+    async fn count(ctx: &SessionContext, sql: &str) -> i64 {
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let col = batches[0].column(0);
+        col.as_primitive::<arrow::datatypes::Int64Type>().value(0)
+    }
+
+    async fn plan(ctx: &SessionContext, sql: &str) -> String {
+        let df = ctx.sql(sql).await.unwrap();
+        df.into_optimized_plan()
+            .unwrap()
+            .display_indent()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn filtered_counts_equal_the_comparison_evaluated_on_every_row() {
+        let ctx = context().await;
+        for (filter, value) in [
+            ("j->>'bucketName'", "'logs'"),
+            ("j->>'bucketName'", "'x/y'"),
+            ("j->>'bucketName'", "'say \"hi\"'"),
+            ("j->>'bucketName'", "'5'"),
+            ("j->>'bucketName'", "'{\"n\":1}'"),
+            ("j->>'bucketName'", "'absent'"),
+            ("j->>'bucketName'", "''"),
+            ("json_get_str(j, 'nested', 'bucketName')", "'logs'"),
+            ("json_get_str(j, 'key')", "'a/b'"),
+        ] {
+            let filtered = format!("SELECT count(*) FROM t WHERE {filter} = {value}");
+            assert!(
+                plan(&ctx, &filtered).await.contains("_in["),
+                "not rewritten: {filtered}"
+            );
+            let every_row =
+                format!("SELECT sum(CASE WHEN {filter} = {value} THEN 1 ELSE 0 END) FROM t");
+            assert_eq!(
+                count(&ctx, &filtered).await,
+                count(&ctx, &every_row).await,
+                "{filtered}"
+            );
+        }
+        assert_eq!(
+            count(
+                &ctx,
+                "SELECT count(*) FROM t WHERE j->>'bucketName' = 'logs'"
+            )
+            .await,
+            3
+        );
+        assert_eq!(
+            count(
+                &ctx,
+                "SELECT count(*) FROM t WHERE j->>'bucketName' IN ('x/y', '5', 'z')"
+            )
+            .await,
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn only_conjuncts_and_disjuncts_of_a_filter_are_rewritten() {
+        let ctx = context().await;
+        let rewritten = plan(
+            &ctx,
+            "SELECT count(*) FROM t WHERE j IS NOT NULL AND (j->>'a' = 'b' OR 'c' = j->>'d')",
+        )
+        .await;
+        assert_eq!(
+            rewritten.matches("json_as_text_in[").count(),
+            2,
+            "{rewritten}"
+        );
+        for kept in [
+            "SELECT count(*) FROM t WHERE NOT (j->>'a' = 'b')",
+            "SELECT count(*) FROM t WHERE (j->>'a' = 'b') IS NOT TRUE",
+            "SELECT count(*) FROM t WHERE j->>'a' NOT IN ('b')",
+            "SELECT j->>'a' = 'b' FROM t",
+        ] {
+            let p = plan(&ctx, kept).await;
+            assert!(!p.contains("_in["), "{kept}: {p}");
+        }
+        // NOT over a comparison keeps its null: the row without the key is neither = nor <>.
+        assert_eq!(
+            count(
+                &ctx,
+                "SELECT count(*) FROM t WHERE NOT (j->>'bucketName' = 'logs')"
+            )
+            .await,
+            count(
+                &ctx,
+                "SELECT count(*) FROM t WHERE j->>'bucketName' <> 'logs'"
+            )
+            .await
+        );
+    }
+}
