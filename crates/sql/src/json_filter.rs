@@ -4,8 +4,9 @@
 //! cannot match. A row whose text holds neither the wanted value nor a backslash cannot match:
 //! without a backslash every JSON string in it is written out verbatim, and `->>` returns a
 //! string's characters or any other value's raw text, so a matching value appears as written.
-//! [`JsonFilterRule`] rewrites such comparisons in `WHERE` clauses into [`JsonTextIn`], which
-//! looks for the value with `memmem` first and parses only the rows that hold it.
+//! The same holds for `LIKE`: a matching value holds each literal run of the pattern. [`JsonFilterRule`]
+//! rewrites such tests in `WHERE` clauses into [`JsonTextMatch`], which looks for the value (or
+//! the runs) with `memmem` first and parses only the rows that hold it.
 //!
 //! The rewritten filter says `false` where the comparison says `false` or null. The rule only
 //! rewrites conjuncts and disjuncts of a filter's predicate, where the two lead to the same rows
@@ -20,7 +21,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{ScalarValue, internal_err};
 use datafusion::error::Result;
-use datafusion::logical_expr::expr::{InList, ScalarFunction};
+use datafusion::logical_expr::expr::{InList, Like, ScalarFunction};
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility,
@@ -31,7 +32,7 @@ use memchr::memmem;
 /// The JSON functions whose result is a value's text (`->>` plans as `json_as_text`).
 const TEXT_FUNCTIONS: &[&str] = &["json_as_text", "json_get_str"];
 
-/// Rewrites `json_as_text(x, path) = 'v'` (and `IN ('v', 'w')`) in filters into [`JsonTextIn`].
+/// Rewrites `json_as_text(x, path) = 'v'` (`IN ('v', 'w')`, `LIKE 'p%'`) in filters into [`JsonTextMatch`].
 #[derive(Debug, Default)]
 pub struct JsonFilterRule;
 
@@ -73,9 +74,9 @@ fn rewrite_predicate(expr: Expr) -> Transformed<Expr> {
                 Transformed::no(e)
             }
         }
-        other => match as_text_in(&other) {
-            Some((func, values)) => {
-                let udf = JsonTextIn::new(Arc::clone(&func.func), values);
+        other => match as_text_test(&other) {
+            Some((func, test)) => {
+                let udf = JsonTextMatch::new(Arc::clone(&func.func), test);
                 Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
                     Arc::new(ScalarUDF::new_from_impl(udf)),
                     func.args.clone(),
@@ -86,8 +87,9 @@ fn rewrite_predicate(expr: Expr) -> Transformed<Expr> {
     }
 }
 
-/// `text_fn(...) = 'v'`, `'v' = text_fn(...)` or `text_fn(...) IN ('v', ...)`.
-fn as_text_in(expr: &Expr) -> Option<(&ScalarFunction, Vec<String>)> {
+/// `text_fn(...) = 'v'`, `'v' = text_fn(...)`, `text_fn(...) IN ('v', ...)` or
+/// `text_fn(...) LIKE 'p'`.
+fn as_text_test(expr: &Expr) -> Option<(&ScalarFunction, TextTest)> {
     match expr {
         Expr::BinaryExpr(BinaryExpr {
             left,
@@ -99,7 +101,7 @@ fn as_text_in(expr: &Expr) -> Option<(&ScalarFunction, Vec<String>)> {
                 (None, Some(f)) => (f, string_literal(left)?),
                 _ => return None,
             };
-            Some((func, vec![value]))
+            Some((func, TextTest::In(vec![value])))
         }
         Expr::InList(InList {
             expr,
@@ -108,7 +110,19 @@ fn as_text_in(expr: &Expr) -> Option<(&ScalarFunction, Vec<String>)> {
         }) => {
             let func = text_function(expr)?;
             let values = list.iter().map(string_literal).collect::<Option<_>>()?;
-            Some((func, values))
+            Some((func, TextTest::In(values)))
+        }
+        Expr::Like(Like {
+            negated: false,
+            expr,
+            pattern,
+            escape_char: None,
+            case_insensitive: false,
+        }) => {
+            let func = text_function(expr)?;
+            let pattern = string_literal(pattern)?;
+            // A backslash escapes a wildcard: keep to patterns read the same by every engine.
+            (!pattern.contains('\\')).then_some((func, TextTest::Like(pattern)))
         }
         _ => None,
     }
@@ -139,41 +153,102 @@ fn is_string(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
 }
 
-/// `inner(json, path...) IN (values)` as a filter: true where it holds, false elsewhere
-/// (including where the comparison is null). Rows whose JSON text holds none of the values and
-/// no backslash are answered without calling `inner`.
+/// The test on a JSON value's text.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct JsonTextIn {
+enum TextTest {
+    /// Equal to one of these.
+    In(Vec<String>),
+    /// Matches this `LIKE` pattern (no escapes).
+    Like(String),
+}
+
+impl TextTest {
+    /// Whether `json`, holding no backslash, can hold a value passing the test: it holds one of
+    /// the values, or every literal run of the pattern.
+    fn finder(&self) -> impl Fn(&[u8]) -> bool + use<> {
+        let (needles, all) = match self {
+            TextTest::In(values) => (values.clone(), false),
+            TextTest::Like(pattern) => {
+                let runs = pattern.split(['%', '_']).filter(|r| !r.is_empty());
+                (runs.map(str::to_string).collect(), true)
+            }
+        };
+        let finders: Vec<memmem::Finder<'static>> = needles
+            .iter()
+            .map(|n| memmem::Finder::new(n.as_bytes()).into_owned())
+            .collect();
+        move |json: &[u8]| {
+            if all {
+                finders.iter().all(|f| f.find(json).is_some())
+            } else {
+                finders.iter().any(|f| f.find(json).is_some())
+            }
+        }
+    }
+
+    fn evaluate(&self, text: &ArrayRef) -> Result<BooleanArray> {
+        let text = arrow::compute::cast(text, &DataType::Utf8)?;
+        let matched = match self {
+            TextTest::In(values) => {
+                let hits: Vec<bool> = text
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|t| t.is_some_and(|t| values.iter().any(|v| v == t)))
+                    .collect();
+                BooleanArray::from(hits)
+            }
+            TextTest::Like(pattern) => {
+                let pattern = arrow::array::StringArray::new_scalar(pattern);
+                arrow::compute::kernels::comparison::like(&text, &pattern)?
+            }
+        };
+        // Null (no text) is false here: the rule only rewrites where the two lead to the same rows.
+        Ok(match matched.nulls() {
+            Some(nulls) => BooleanArray::new(matched.values() & nulls.inner(), None),
+            None => matched,
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            TextTest::In(values) => {
+                let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+                format!("in[{}]", quoted.join(", "))
+            }
+            TextTest::Like(pattern) => format!("like['{pattern}']"),
+        }
+    }
+}
+
+/// `inner(json, path...) IN (values)` or `LIKE pattern` as a filter: true where it holds, false
+/// elsewhere (including where it is null). Rows whose JSON text holds no backslash and cannot
+/// hold a passing value are answered without calling `inner`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JsonTextMatch {
     inner: Arc<ScalarUDF>,
-    values: Vec<String>,
+    test: TextTest,
     /// What `EXPLAIN` shows: `json_as_text_in['v', 'w'](json, path)`.
     name: String,
     signature: Signature,
 }
 
-impl JsonTextIn {
-    fn new(inner: Arc<ScalarUDF>, values: Vec<String>) -> Self {
-        let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
-        JsonTextIn {
-            name: format!("{}_in[{}]", inner.name(), quoted.join(", ")),
+impl JsonTextMatch {
+    fn new(inner: Arc<ScalarUDF>, test: TextTest) -> Self {
+        JsonTextMatch {
+            name: format!("{}_{}", inner.name(), test.describe()),
             inner,
-            values,
+            test,
             signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
 
-    /// Which rows may match: those holding a value or a backslash. `None` if the JSON argument
-    /// is not a string array (then every row is parsed).
+    /// Which rows may match: those that may hold a passing value, or a backslash. `None` if the
+    /// JSON argument is not a string array (then every row is parsed).
     fn candidates(&self, json: &ArrayRef) -> Option<BooleanArray> {
-        let finders: Vec<_> = self
-            .values
-            .iter()
-            .map(|v| memmem::Finder::new(v.as_bytes()))
-            .collect();
+        let may_hold = self.test.finder();
         let may_match = |text: &str| {
             let bytes = text.as_bytes();
-            memchr::memchr(b'\\', bytes).is_some()
-                || finders.iter().any(|f| f.find(bytes).is_some())
+            memchr::memchr(b'\\', bytes).is_some() || may_hold(bytes)
         };
         let mut mask = BooleanBufferBuilder::new(json.len());
         match json.data_type() {
@@ -194,7 +269,7 @@ impl JsonTextIn {
         Some(BooleanArray::new(mask.finish(), None))
     }
 
-    /// `inner(args) IN values` on `rows` rows, nulls as false.
+    /// The test on `inner(columns)` over `rows` rows.
     fn compare(
         &self,
         args: &ScalarFunctionArgs,
@@ -209,17 +284,11 @@ impl JsonTextIn {
             config_options: Arc::clone(&args.config_options),
         };
         let text = self.inner.invoke_with_args(inner_args)?.into_array(rows)?;
-        let text = arrow::compute::cast(&text, &DataType::Utf8)?;
-        let matched: Vec<bool> = text
-            .as_string::<i32>()
-            .iter()
-            .map(|t| t.is_some_and(|t| self.values.iter().any(|v| v == t)))
-            .collect();
-        Ok(BooleanArray::from(matched))
+        self.test.evaluate(&text)
     }
 }
 
-impl ScalarUDFImpl for JsonTextIn {
+impl ScalarUDFImpl for JsonTextMatch {
     fn name(&self) -> &str {
         &self.name
     }
@@ -336,33 +405,49 @@ mod tests {
             .to_string()
     }
 
+    fn is_rewritten(plan: &str) -> bool {
+        plan.contains("_in[") || plan.contains("_like[")
+    }
+
     #[tokio::test]
     async fn filtered_counts_equal_the_comparison_evaluated_on_every_row() {
         let ctx = context().await;
-        for (filter, value) in [
-            ("j->>'bucketName'", "'logs'"),
-            ("j->>'bucketName'", "'x/y'"),
-            ("j->>'bucketName'", "'say \"hi\"'"),
-            ("j->>'bucketName'", "'5'"),
-            ("j->>'bucketName'", "'{\"n\":1}'"),
-            ("j->>'bucketName'", "'absent'"),
-            ("j->>'bucketName'", "''"),
-            ("json_get_str(j, 'nested', 'bucketName')", "'logs'"),
-            ("json_get_str(j, 'key')", "'a/b'"),
+        for condition in [
+            "j->>'bucketName' = 'logs'",
+            "j->>'bucketName' = 'x/y'",
+            "j->>'bucketName' = 'say \"hi\"'",
+            "j->>'bucketName' = '5'",
+            "j->>'bucketName' = '{\"n\":1}'",
+            "j->>'bucketName' = 'absent'",
+            "j->>'bucketName' = ''",
+            "j->>'bucketName' IN ('x/y', '5', 'z')",
+            "json_get_str(j, 'nested', 'bucketName') = 'logs'",
+            "json_get_str(j, 'key') = 'a/b'",
+            "j->>'bucketName' LIKE 'lo%'",
+            "j->>'bucketName' LIKE '%g_'",
+            "j->>'bucketName' LIKE 'x%y'",
+            "j->>'bucketName' LIKE '%hi%'",
+            "j->>'bucketName' LIKE '%'",
+            "j->>'bucketName' LIKE '{%'",
         ] {
-            let filtered = format!("SELECT count(*) FROM t WHERE {filter} = {value}");
-            assert!(
-                plan(&ctx, &filtered).await.contains("_in["),
-                "not rewritten: {filtered}"
-            );
-            let every_row =
-                format!("SELECT sum(CASE WHEN {filter} = {value} THEN 1 ELSE 0 END) FROM t");
+            let filtered = format!("SELECT count(*) FROM t WHERE {condition}");
+            let p = plan(&ctx, &filtered).await;
+            assert!(is_rewritten(&p), "not rewritten: {filtered}: {p}");
+            let every_row = format!("SELECT sum(CASE WHEN {condition} THEN 1 ELSE 0 END) FROM t");
             assert_eq!(
                 count(&ctx, &filtered).await,
                 count(&ctx, &every_row).await,
                 "{filtered}"
             );
         }
+        assert_eq!(
+            count(
+                &ctx,
+                "SELECT count(*) FROM t WHERE j->>'bucketName' LIKE 'lo_s'"
+            )
+            .await,
+            3
+        );
         assert_eq!(
             count(
                 &ctx,
@@ -399,9 +484,11 @@ mod tests {
             "SELECT count(*) FROM t WHERE (j->>'a' = 'b') IS NOT TRUE",
             "SELECT count(*) FROM t WHERE j->>'a' NOT IN ('b')",
             "SELECT j->>'a' = 'b' FROM t",
+            "SELECT count(*) FROM t WHERE j->>'a' ILIKE 'b'",
+            "SELECT count(*) FROM t WHERE j->>'a' LIKE 'b\\_'",
         ] {
             let p = plan(&ctx, kept).await;
-            assert!(!p.contains("_in["), "{kept}: {p}");
+            assert!(!is_rewritten(&p), "{kept}: {p}");
         }
         // NOT over a comparison keeps its null: the row without the key is neither = nor <>.
         assert_eq!(
