@@ -20,7 +20,7 @@ use arrow::array::{
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field};
 use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape, fill_tape_padded};
-use trailql_schema::{FieldSpec, Kind, RECORD, UTC, arrow_schema, struct_fields, time};
+use trailql_schema::{FieldSpec, KeyPrint, Kind, RECORD, UTC, arrow_schema, struct_fields, time};
 
 use crate::IngestError;
 
@@ -451,23 +451,23 @@ impl<'a, 'n> Walk<'a, 'n> {
         let start = self.pos(self.s);
         match self.nodes[self.t] {
             Node::Object { count, .. } | Node::Array { count, .. } => {
-                self.t += 1 + count;
-                let mut depth = 0u32;
-                loop {
-                    let c = self.src[self.pos(self.s)];
-                    self.s += 1;
-                    match c {
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
+                // Count the container's structurals from its tape nodes instead of reading each
+                // one's character: a node's start, a container's close, a key's ':' and the ','
+                // between members.
+                let subtree = &self.nodes[self.t..=self.t + count];
+                let mut structurals = subtree.len();
+                for node in subtree {
+                    match *node {
+                        Node::Object { len, .. } => structurals += 1 + len + len.saturating_sub(1),
+                        Node::Array { len, .. } => structurals += 1 + len.saturating_sub(1),
                         _ => {}
                     }
                 }
-                (start, self.pos(self.s - 1) + 1)
+                self.t += 1 + count;
+                let close = self.s + structurals - 1;
+                debug_assert!(matches!(self.src[self.pos(close)], b'}' | b']'));
+                self.s = close + 1;
+                (start, self.pos(close) + 1)
             }
             _ => {
                 self.t += 1;
@@ -653,10 +653,11 @@ fn top_keys(nodes: &[Node<'_>]) -> Vec<String> {
 
 /// Find `key` among `specs`, starting at `hint` (keys mostly arrive in schema order).
 fn find_field(specs: &[FieldSpec], key: &str, hint: usize) -> Option<usize> {
-    let n = specs.len();
-    (0..n)
-        .map(|k| (hint + k) % n)
-        .find(|&i| specs[i].name.len() == key.len() && specs[i].name == key)
+    let print = KeyPrint::of(key);
+    let hint = hint.min(specs.len());
+    (hint..specs.len())
+        .chain(0..hint)
+        .find(|&i| specs[i].print.matches(specs[i].name, &print, key))
 }
 
 /// The JSON text `span` on one line: white space outside strings dropped when the span has

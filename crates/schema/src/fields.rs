@@ -23,10 +23,65 @@ pub enum Kind {
 pub struct FieldSpec {
     pub name: &'static str,
     pub kind: Kind,
+    /// `name`'s print, for matching keys without a byte-by-byte compare.
+    pub print: KeyPrint,
 }
 
 const fn f(name: &'static str, kind: Kind) -> FieldSpec {
-    FieldSpec { name, kind }
+    FieldSpec {
+        name,
+        kind,
+        print: KeyPrint::of(name),
+    }
+}
+
+/// A key's length and its first and last eight bytes: two keys of up to 16 bytes are equal
+/// exactly when their prints are, so the decoder matches most keys with three integer
+/// comparisons instead of a `memcmp` call per candidate field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPrint {
+    len: usize,
+    head: u64,
+    tail: u64,
+}
+
+impl KeyPrint {
+    /// The print of `key`; bytes past a short key's end count as zero.
+    #[inline]
+    pub const fn of(key: &str) -> KeyPrint {
+        const fn load(b: &[u8], at: usize) -> u64 {
+            if at + 8 <= b.len() {
+                let mut word = [0u8; 8];
+                let mut i = 0;
+                while i < 8 {
+                    word[i] = b[at + i];
+                    i += 1;
+                }
+                return u64::from_le_bytes(word);
+            }
+            let mut v = 0u64;
+            let mut i = 0;
+            while at + i < b.len() {
+                v |= (b[at + i] as u64) << (8 * i);
+                i += 1;
+            }
+            v
+        }
+        let b = key.as_bytes();
+        KeyPrint {
+            len: b.len(),
+            head: load(b, 0),
+            tail: load(b, b.len().saturating_sub(8)),
+        }
+    }
+
+    /// Whether `name`, whose print this is, equals `key`, whose print is `key_print`.
+    #[inline]
+    pub fn matches(&self, name: &str, key_print: &KeyPrint, key: &str) -> bool {
+        self == key_print
+            && (self.len <= 16
+                || name.as_bytes()[8..self.len - 8] == key.as_bytes()[8..self.len - 8])
+    }
 }
 
 /// The column that keeps, as a JSON object mirroring the record, everything the typed columns
@@ -140,3 +195,48 @@ pub const RECORD: &[FieldSpec] = &[
     f("annotation", Kind::Str),
     f("insightDetails", Kind::Json),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_lists(specs: &'static [FieldSpec], out: &mut Vec<&'static [FieldSpec]>) {
+        out.push(specs);
+        for spec in specs {
+            if let Kind::Struct(children) | Kind::ListOfStruct(children) = spec.kind {
+                all_lists(children, out);
+            }
+        }
+    }
+
+    #[test]
+    fn a_print_matches_its_own_name_and_no_other_key() {
+        let mut lists = Vec::new();
+        all_lists(RECORD, &mut lists);
+        for specs in lists {
+            for spec in specs {
+                let own = KeyPrint::of(spec.name);
+                assert_eq!(own, spec.print, "{}", spec.name);
+                for other in specs {
+                    let p = KeyPrint::of(other.name);
+                    assert_eq!(
+                        spec.print.matches(spec.name, &p, other.name),
+                        spec.name == other.name
+                    );
+                }
+                // The same key with any one byte changed, a byte longer or shorter.
+                for i in 0..spec.name.len() {
+                    let mut bytes = spec.name.as_bytes().to_vec();
+                    bytes[i] ^= 0x20;
+                    let changed = String::from_utf8(bytes).unwrap();
+                    let p = KeyPrint::of(&changed);
+                    assert!(!spec.print.matches(spec.name, &p, &changed), "{changed}");
+                }
+                for changed in [format!("{}x", spec.name), spec.name[1..].to_string()] {
+                    let p = KeyPrint::of(&changed);
+                    assert!(!spec.print.matches(spec.name, &p, &changed), "{changed}");
+                }
+            }
+        }
+    }
+}

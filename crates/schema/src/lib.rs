@@ -14,7 +14,7 @@ mod fields;
 pub mod render;
 pub mod time;
 
-pub use fields::{FieldSpec, Kind, RECORD, UNMAPPED};
+pub use fields::{FieldSpec, KeyPrint, Kind, RECORD, UNMAPPED};
 
 use std::sync::{Arc, LazyLock};
 
