@@ -34,17 +34,21 @@ pub struct WrittenFile {
 /// files are encoded. Rows buffered and rows being encoded count against one budget,
 /// [`WriterOptions::buffer_bytes`]. A partition is handed to an encoder when it holds a quarter
 /// of the budget (so a file is at most that many rows in memory, and encoding one, which
-/// copies its rows once more to sort them, stays bounded too), or, the largest one, when all
-/// buffered rows reach three quarters of it. `write` waits for an encoder only when the budget
-/// is spent.
+/// copies its rows once more to sort them, stays bounded too), when it has received no rows
+/// while half the budget's worth came in for others (a past day's last rows: without this they
+/// would sit in memory until the budget forced them out, and peak memory would climb through a
+/// long run), or, the largest one, when all buffered rows reach three quarters of the budget.
+/// `write` waits for an encoder only when the budget is spent.
 pub struct DatasetWriter {
     location: DatasetLocation,
     runtime: Handle,
     options: WriterOptions,
     props: WriterProperties,
-    /// Rows waiting per partition, with their size in memory.
-    buffers: HashMap<Partition, (Vec<RecordBatch>, usize)>,
+    /// Rows waiting per partition.
+    buffers: HashMap<Partition, Buffered>,
     buffered_bytes: usize,
+    /// Bytes of rows received so far: the clock that tells an idle partition.
+    received_bytes: usize,
     encoders: rayon::ThreadPool,
     done_tx: mpsc::Sender<Finished>,
     done_rx: mpsc::Receiver<Finished>,
@@ -53,6 +57,16 @@ pub struct DatasetWriter {
     in_flight_bytes: usize,
     sequence: usize,
     written: Vec<WrittenFile>,
+}
+
+/// A partition's rows waiting to be encoded.
+#[derive(Default)]
+struct Buffered {
+    batches: Vec<RecordBatch>,
+    /// Their size in memory.
+    bytes: usize,
+    /// [`DatasetWriter::received_bytes`] when the last of them arrived.
+    last_received: usize,
 }
 
 /// An encoder's answer: the bytes of rows it held, and the file it stored.
@@ -78,6 +92,7 @@ impl DatasetWriter {
             props,
             buffers: HashMap::new(),
             buffered_bytes: 0,
+            received_bytes: 0,
             encoders,
             done_tx,
             done_rx,
@@ -93,9 +108,11 @@ impl DatasetWriter {
         for (partition, part) in partition::split(&batch, &self.options.partition_by)? {
             let bytes = part.get_array_memory_size();
             self.buffered_bytes += bytes;
+            self.received_bytes += bytes;
             let buffered = self.buffers.entry(partition).or_default();
-            buffered.0.push(part);
-            buffered.1 += bytes;
+            buffered.batches.push(part);
+            buffered.bytes += bytes;
+            buffered.last_received = self.received_bytes;
         }
         while let Ok(finished) = self.done_rx.try_recv() {
             self.settle(finished)?;
@@ -104,13 +121,14 @@ impl DatasetWriter {
         loop {
             let over_budget = self.buffered_bytes + self.in_flight_bytes > budget;
             let encoder_free = self.in_flight < self.options.threads.max(1);
+            let full = |b: &Buffered| b.bytes >= budget / 4;
+            let idle = |b: &Buffered| self.received_bytes - b.last_received > budget / 2;
+            let crowded = self.buffered_bytes > budget / 4 * 3 || over_budget;
             let largest = self
                 .buffers
                 .iter()
-                .max_by_key(|(_, (_, bytes))| *bytes)
-                .filter(|(_, (_, bytes))| {
-                    *bytes >= budget / 4 || self.buffered_bytes > budget / 4 * 3 || over_budget
-                })
+                .filter(|(_, b)| crowded || full(b) || idle(b))
+                .max_by_key(|(_, b)| b.bytes)
                 .map(|(p, _)| p);
             if let Some(partition) = largest.filter(|_| encoder_free) {
                 let partition = partition.clone();
@@ -158,7 +176,7 @@ impl DatasetWriter {
     }
 
     fn start(&mut self, partition: &Partition) {
-        let Some((batches, bytes)) = self.buffers.remove(partition) else {
+        let Some(Buffered { batches, bytes, .. }) = self.buffers.remove(partition) else {
             return;
         };
         self.buffered_bytes -= bytes;
@@ -339,4 +357,74 @@ pub fn encode_sorted(
         rows: total,
         time_range,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, new_null_array};
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    const DAY_MICROS: i64 = 86_400_000_000;
+
+    /// `rows` events of one day, every other column null.
+    fn day_batch(day: i64, rows: usize) -> RecordBatch {
+        let schema = arrow_schema();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "eventTime" => {
+                    let micros = Int64Array::from(vec![day * DAY_MICROS; rows]);
+                    arrow::compute::cast(&micros, f.data_type()).unwrap()
+                }
+                _ => new_null_array(f.data_type(), rows),
+            })
+            .collect();
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    #[test]
+    fn a_partition_that_stops_receiving_rows_is_written_before_the_budget_forces_it() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let store = Arc::new(InMemory::new());
+        let location = DatasetLocation::new(store, "lake".into(), "lake".into(), false);
+        let unit = day_batch(0, 1000).get_array_memory_size();
+        let options = WriterOptions {
+            buffer_bytes: 40 * unit,
+            threads: 1,
+            ..WriterOptions::default()
+        };
+        let mut writer = DatasetWriter::new(location, runtime.handle().clone(), options);
+        // Day 0 gets three batches, then 25 other days one each: no partition reaches a quarter
+        // of the budget and all of them together stay under three quarters.
+        for _ in 0..3 {
+            writer.write(day_batch(0, 1000)).unwrap();
+        }
+        let day = |d: i64| {
+            let batch = day_batch(d, 1);
+            partition::split(&batch, &[crate::PartitionKey::Date]).unwrap()[0]
+                .0
+                .clone()
+        };
+        for d in 1..=25 {
+            writer.write(day_batch(d, 1000)).unwrap();
+            if d == 19 {
+                assert!(writer.buffers.contains_key(&day(0)), "not idle yet");
+            }
+        }
+        assert!(
+            !writer.buffers.contains_key(&day(0)),
+            "day 0 still buffered"
+        );
+        assert!(writer.buffers.contains_key(&day(25)));
+        let written = writer.finish().unwrap();
+        assert_eq!(written.len(), 26);
+        let day0: Vec<_> = written.iter().filter(|f| f.partition == day(0)).collect();
+        assert_eq!(day0.len(), 1);
+        assert_eq!(day0[0].rows, 3000);
+    }
 }
