@@ -93,24 +93,20 @@ fn error_text(e: &anyhow::Error) -> String {
     kept.join(": ")
 }
 
-/// glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB); from then
-/// on large buffers (inflated files, Arrow columns) come from the heap, which fragments over a
-/// long decode of raw archives: peak memory crept up with the corpus (+100 MiB at 4x). A fixed
-/// threshold gives such buffers back to the system when freed. Only for commands that decode
-/// raw archives: over Parquet the page faults of fresh mappings cost queries 15-40%.
-pub(crate) fn fix_mmap_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter, under glibc's arena lock.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
-    }
-}
+/// jemalloc, returning freed pages to the system after a quarter of a second. glibc's malloc
+/// fragments over a long conversion (peak memory grew 15-25% for a 4x corpus, with a fixed mmap
+/// threshold, and more without); jemalloc's stays within 3-8% and converts as fast.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Read by jemalloc at start-up (`_RJEM_MALLOC_CONF` in the environment overrides it).
+#[cfg(not(target_env = "msvc"))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &[u8; 59] = b"background_thread:true,dirty_decay_ms:250,muzzy_decay_ms:0\0";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Convert(_) | Command::Compact(_)) {
-        fix_mmap_threshold();
-    }
     let result = match cli.command {
         Command::Convert(args) => convert::run(args),
         Command::Compact(args) => lake::compact_command(args),

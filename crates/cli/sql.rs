@@ -100,11 +100,7 @@ async fn open(source: &SourceArgs) -> anyhow::Result<(SessionContext, SourceKind
         region: source.region.clone(),
         endpoint: source.endpoint.clone(),
     };
-    let (ctx, kind) = trailql_sql::open(&source.sources, &store, ingest).await?;
-    if kind == SourceKind::Raw {
-        crate::fix_mmap_threshold();
-    }
-    Ok((ctx, kind))
+    Ok(trailql_sql::open(&source.sources, &store, ingest).await?)
 }
 
 pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
