@@ -9,8 +9,8 @@ Steps (each timed as wall time, peak RSS from the kernel via wait4):
   3. trailql convert  (default settings; best of 2, peak memory the larger)
   4. DuckDB conversion the way experts do it: read_json with Records as JSON[], unnest, top-level
      fields extracted, nested payloads kept as JSON; written to Parquet and to a native table
-  5. the queries below: trailql over its dataset (whole process: start-up included) vs DuckDB
-     over its native table (in-process: no start-up), best of 3 each
+  5. the queries below, both engines in-process and warm, best of 3 each: trailql over its
+     dataset (one `trailql query --file --timing` process), DuckDB over its native table
 With --scale N it also converts an N-times larger corpus with trailql to compare peak memory.
 Output: a Markdown table per step, ready for docs/performance.md.
 """
