@@ -12,7 +12,7 @@ use parquet::file::properties::WriterProperties;
 use tokio::runtime::Handle;
 use trailql_schema::{arrow_schema, event_time_index};
 
-use crate::partition::{self, Partition};
+use crate::partition::{self, Partition, PartitionKey};
 use crate::{DatasetLocation, WriteError, WriterOptions, writer_properties};
 
 /// A file the writer stored.
@@ -34,11 +34,13 @@ pub struct WrittenFile {
 /// files are encoded. Rows buffered and rows being encoded count against one budget,
 /// [`WriterOptions::buffer_bytes`]. A partition is handed to an encoder when it holds a quarter
 /// of the budget (so a file is at most that many rows in memory, and encoding one, which
-/// copies its rows once more to sort them, stays bounded too), when it has received no rows
-/// while half the budget's worth came in for others (a past day's last rows: without this they
-/// would sit in memory until the budget forced them out, and peak memory would climb through a
-/// long run), or, the largest one, when all buffered rows reach three quarters of the budget.
-/// `write` waits for an encoder only when the budget is spent.
+/// copies its rows once more to sort them, stays bounded too), when it is a day partition that
+/// has received no rows while half the budget's worth came in for others (a past day's last
+/// rows, since inputs come day by day: without this they would sit in memory until the budget
+/// forced them out, and peak memory would climb through a long run; without date partitions a
+/// quiet partition may still receive rows, and writing it early would only make small files),
+/// or, the largest one, when all buffered rows reach three quarters of the budget. `write`
+/// waits for an encoder only when the budget is spent.
 pub struct DatasetWriter {
     location: DatasetLocation,
     runtime: Handle,
@@ -118,11 +120,12 @@ impl DatasetWriter {
             self.settle(finished)?;
         }
         let budget = self.options.buffer_bytes;
+        let by_date = self.options.partition_by.contains(&PartitionKey::Date);
         loop {
             let over_budget = self.buffered_bytes + self.in_flight_bytes > budget;
             let encoder_free = self.in_flight < self.options.threads.max(1);
             let full = |b: &Buffered| b.bytes >= budget / 4;
-            let idle = |b: &Buffered| self.received_bytes - b.last_received > budget / 2;
+            let idle = |b: &Buffered| by_date && self.received_bytes - b.last_received > budget / 2;
             let crowded = self.buffered_bytes > budget / 4 * 3 || over_budget;
             let largest = self
                 .buffers
@@ -363,15 +366,15 @@ pub fn encode_sorted(
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{ArrayRef, Int64Array, new_null_array};
+    use arrow::array::{ArrayRef, Int64Array, StringArray, new_null_array};
     use object_store::memory::InMemory;
 
     use super::*;
 
     const DAY_MICROS: i64 = 86_400_000_000;
 
-    /// `rows` events of one day, every other column null.
-    fn day_batch(day: i64, rows: usize) -> RecordBatch {
+    /// `rows` events of one day in one account, every other column null.
+    fn batch(day: i64, account: &str, rows: usize) -> RecordBatch {
         let schema = arrow_schema();
         let columns: Vec<ArrayRef> = schema
             .fields()
@@ -381,37 +384,46 @@ mod tests {
                     let micros = Int64Array::from(vec![day * DAY_MICROS; rows]);
                     arrow::compute::cast(&micros, f.data_type()).unwrap()
                 }
+                "recipientAccountId" => {
+                    let accounts = StringArray::from(vec![account; rows]);
+                    arrow::compute::cast(&accounts, f.data_type()).unwrap()
+                }
                 _ => new_null_array(f.data_type(), rows),
             })
             .collect();
         RecordBatch::try_new(schema, columns).unwrap()
     }
 
-    #[test]
-    fn a_partition_that_stops_receiving_rows_is_written_before_the_budget_forces_it() {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
+    fn writer(runtime: &tokio::runtime::Runtime, partition_by: Vec<PartitionKey>) -> DatasetWriter {
         let store = Arc::new(InMemory::new());
         let location = DatasetLocation::new(store, "lake".into(), "lake".into(), false);
-        let unit = day_batch(0, 1000).get_array_memory_size();
+        let unit = batch(0, "a", 1000).get_array_memory_size();
         let options = WriterOptions {
+            partition_by,
             buffer_bytes: 40 * unit,
             threads: 1,
             ..WriterOptions::default()
         };
-        let mut writer = DatasetWriter::new(location, runtime.handle().clone(), options);
+        DatasetWriter::new(location, runtime.handle().clone(), options)
+    }
+
+    fn partition_of(batch: &RecordBatch, keys: &[PartitionKey]) -> Partition {
+        partition::split(batch, keys).unwrap()[0].0.clone()
+    }
+
+    #[test]
+    fn a_day_that_stops_receiving_rows_is_written_before_the_budget_forces_it() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let keys = vec![PartitionKey::Date];
+        let mut writer = writer(&runtime, keys.clone());
+        let day = |d: i64| partition_of(&batch(d, "a", 1), &keys);
         // Day 0 gets three batches, then 25 other days one each: no partition reaches a quarter
         // of the budget and all of them together stay under three quarters.
         for _ in 0..3 {
-            writer.write(day_batch(0, 1000)).unwrap();
+            writer.write(batch(0, "a", 1000)).unwrap();
         }
-        let day = |d: i64| {
-            let batch = day_batch(d, 1);
-            partition::split(&batch, &[crate::PartitionKey::Date]).unwrap()[0]
-                .0
-                .clone()
-        };
         for d in 1..=25 {
-            writer.write(day_batch(d, 1000)).unwrap();
+            writer.write(batch(d, "a", 1000)).unwrap();
             if d == 19 {
                 assert!(writer.buffers.contains_key(&day(0)), "not idle yet");
             }
@@ -426,5 +438,25 @@ mod tests {
         let day0: Vec<_> = written.iter().filter(|f| f.partition == day(0)).collect();
         assert_eq!(day0.len(), 1);
         assert_eq!(day0[0].rows, 3000);
+    }
+
+    #[test]
+    fn without_date_partitions_a_quiet_partition_waits_for_more_rows() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let keys = vec![PartitionKey::Account];
+        let mut writer = writer(&runtime, keys.clone());
+        for _ in 0..3 {
+            writer.write(batch(0, "a", 1000)).unwrap();
+        }
+        for n in 1..=25 {
+            writer.write(batch(0, &format!("b{n}"), 1000)).unwrap();
+        }
+        let a = partition_of(&batch(0, "a", 1), &keys);
+        assert!(writer.buffers.contains_key(&a));
+        writer.write(batch(0, "a", 1000)).unwrap();
+        let written = writer.finish().unwrap();
+        let files_of_a: Vec<_> = written.iter().filter(|f| f.partition == a).collect();
+        assert_eq!(files_of_a.len(), 1);
+        assert_eq!(files_of_a[0].rows, 4000);
     }
 }
