@@ -70,8 +70,9 @@ pub struct Args {
     #[arg(long, default_value_t = 1024, value_name = "MIB")]
     commit_every_mb: usize,
 
-    /// zstd compression level (1-22).
-    #[arg(long, default_value_t = 3)]
+    /// zstd compression level (1-22). Level 1 encodes with 14% fewer instructions than 3, for
+    /// files 1% larger; `trailql compact` rewrites at 3.
+    #[arg(long, default_value_t = 1)]
     zstd_level: i32,
 
     /// AWS region for s3:// sources and outputs.

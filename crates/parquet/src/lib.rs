@@ -66,7 +66,7 @@ impl Default for WriterOptions {
             partition_by: vec![PartitionKey::Date],
             buffer_bytes: 192 << 20,
             row_group_rows: 64 * 1024,
-            zstd_level: 3,
+            zstd_level: 1,
             run_id: default_run_id(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
