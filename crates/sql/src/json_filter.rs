@@ -17,9 +17,9 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder};
 use arrow::compute::filter;
 use arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{ScalarValue, internal_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::{InList, Like, ScalarFunction};
 use datafusion::logical_expr::{
@@ -303,56 +303,34 @@ impl ScalarUDFImpl for JsonTextMatch {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let Some(ColumnarValue::Array(json)) = args.args.first() else {
-            // A scalar JSON argument: nothing to skip.
-            return Ok(ColumnarValue::Array(Arc::new(self.compare(
-                &args,
-                args.args.clone(),
-                rows,
-            )?)));
+        // No mask for a scalar JSON argument or one that is not text: every row is parsed.
+        let mask = match args.args.first() {
+            Some(ColumnarValue::Array(json)) => self.candidates(json),
+            _ => None,
         };
-        let Some(mask) = self.candidates(json) else {
-            return Ok(ColumnarValue::Array(Arc::new(self.compare(
-                &args,
-                args.args.clone(),
-                rows,
-            )?)));
+        let answer = match mask {
+            Some(mask) if mask.true_count() == 0 => BooleanArray::from(vec![false; rows]),
+            Some(mask) if mask.true_count() < rows => {
+                // Call `inner` on the candidate rows only, then scatter its answers back.
+                let columns = args
+                    .args
+                    .iter()
+                    .map(|c| match c {
+                        ColumnarValue::Array(a) => Ok(ColumnarValue::Array(filter(a, &mask)?)),
+                        scalar => Ok(scalar.clone()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let matched = self.compare(&args, columns, mask.true_count())?;
+                let mut next = matched.values().iter();
+                let mut out = BooleanBufferBuilder::new(rows);
+                for candidate in mask.values().iter() {
+                    out.append(candidate && next.next().unwrap_or(false));
+                }
+                BooleanArray::new(out.finish(), None)
+            }
+            _ => self.compare(&args, args.args.clone(), rows)?,
         };
-        let selected = mask.true_count();
-        if selected == 0 {
-            return Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(
-                vec![false; rows],
-            ))));
-        }
-        if selected == rows {
-            return Ok(ColumnarValue::Array(Arc::new(self.compare(
-                &args,
-                args.args.clone(),
-                rows,
-            )?)));
-        }
-        // Call `inner` on the candidate rows only, then scatter its answers back.
-        let columns = args
-            .args
-            .iter()
-            .map(|c| match c {
-                ColumnarValue::Array(a) => Ok(ColumnarValue::Array(filter(a, &mask)?)),
-                scalar => Ok(scalar.clone()),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let matched = self.compare(&args, columns, selected)?;
-        let mut out = BooleanBufferBuilder::new(rows);
-        let mut next = matched.values().iter();
-        for candidate in mask.values().iter() {
-            out.append(candidate && next.next().unwrap_or(false));
-        }
-        if next.next().is_some() {
-            return internal_err!("{}: candidate count mismatch", self.name);
-        }
-        Ok(ColumnarValue::Array(Arc::new(BooleanArray::new(
-            out.finish(),
-            None,
-        ))))
+        Ok(ColumnarValue::Array(Arc::new(answer)))
     }
 }
 
