@@ -227,10 +227,17 @@ fn other_shapes_are_detected_per_file() {
     multi.extend(gzip(&doc[third..2 * third]));
     multi.extend(gzip(&doc[2 * third..]));
     std::fs::write(dir.path().join("multi.json.gz"), multi).unwrap();
+    // Two trail files joined by `cat`: two whole documents, one after the other.
+    let mut joined = Vec::new();
+    for part in [&events[100..110], &events[110..130]] {
+        let doc = serde_json::to_vec(&serde_json::json!({ "Records": part })).unwrap();
+        joined.extend(gzip(&doc));
+    }
+    std::fs::write(dir.path().join("joined.json.gz"), joined).unwrap();
     let (run, dataset) = convert(&[dir.path()], &[]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     let got = by_event_id(export(dataset.path()));
-    assert_eq!(got, by_event_id(events[..100].to_vec()));
+    assert_eq!(got, by_event_id(events[..130].to_vec()));
 }
 
 #[test]

@@ -100,39 +100,95 @@ impl Decoder {
             }),
             Err(DocError::Json { offset: at, reason }) => {
                 if looks_like_json_lines(body) {
-                    self.decode_lines(file, body, offset, out, &mut decoded);
+                    self.decode_lines(file, body, offset, 1, out, &mut decoded);
                     return Ok(decoded);
                 }
-                // A damaged document: keep every complete event it still holds.
-                let spans = event_spans(body);
-                if spans.is_empty() {
-                    return Err(IngestError::InvalidJson {
-                        file: file.into(),
-                        record: None,
-                        offset: offset + at,
-                        reason,
-                    });
+                let (docs, end) = documents(body);
+                if docs.len() < 2 {
+                    // One damaged document.
+                    self.salvage(file, body, offset, at, reason, out, &mut decoded)?;
+                    return Ok(decoded);
                 }
-                for (i, (a, b)) in spans.iter().copied().enumerate() {
-                    match self.decode_document(file, &body[a..b], out, &mut decoded, false) {
-                        Ok(()) => {}
-                        Err(e) => decoded
-                            .record_errors
-                            .push(e.into_error(file, i, offset + a)),
-                    }
+                // Documents back to back: each read on its own, a damaged one salvaged.
+                for &(a, b) in &docs {
+                    self.decode_part(file, &body[a..b], offset + a, out, &mut decoded);
                 }
-                decoded.record_errors.push(IngestError::InvalidJson {
-                    file: file.into(),
-                    record: None,
-                    offset: offset + at,
-                    reason: format!(
-                        "{reason}; kept the {} complete records before it",
-                        decoded.records
-                    ),
-                });
+                let rest = trim_start(&body[end..]);
+                if !rest.is_empty() {
+                    let at = offset + body.len() - rest.len();
+                    self.decode_part(file, rest, at, out, &mut decoded);
+                }
                 Ok(decoded)
             }
         }
+    }
+
+    /// Decode one of several documents of a file; what fails is reported as an error of the
+    /// file at the document's offset, and the other documents are read regardless.
+    fn decode_part(
+        &mut self,
+        file: &str,
+        doc: &[u8],
+        base: usize,
+        out: &mut BatchBuilder,
+        decoded: &mut Decoded,
+    ) {
+        let failed = match self.decode_document(file, doc, out, decoded, true) {
+            Ok(()) => return,
+            Err(DocError::NotEvents(reason)) => IngestError::NotCloudTrail {
+                file: file.into(),
+                record: None,
+                reason: format!("the document at byte {base}: {reason}"),
+            },
+            Err(DocError::Json { offset, reason }) => {
+                match self.salvage(file, doc, base, offset, reason, out, decoded) {
+                    Ok(()) => return,
+                    Err(e) => e,
+                }
+            }
+        };
+        decoded.record_errors.push(failed);
+    }
+
+    /// Keep every complete event a damaged document (`body`, at `base` in the file) still holds,
+    /// reporting the damage (`reason` at `at`) as an error of the file. Fails when the document
+    /// holds no complete event.
+    #[allow(clippy::too_many_arguments)]
+    fn salvage(
+        &mut self,
+        file: &str,
+        body: &[u8],
+        base: usize,
+        at: usize,
+        reason: String,
+        out: &mut BatchBuilder,
+        decoded: &mut Decoded,
+    ) -> Result<(), IngestError> {
+        let spans = event_spans(body);
+        if spans.is_empty() {
+            return Err(IngestError::InvalidJson {
+                file: file.into(),
+                record: None,
+                offset: base + at,
+                reason,
+            });
+        }
+        let before = decoded.records;
+        for (i, (a, b)) in spans.iter().copied().enumerate() {
+            if let Err(e) = self.decode_document(file, &body[a..b], out, decoded, false) {
+                decoded.record_errors.push(e.into_error(file, i, base + a));
+            }
+        }
+        decoded.record_errors.push(IngestError::InvalidJson {
+            file: file.into(),
+            record: None,
+            offset: base + at,
+            reason: format!(
+                "{reason}; kept the {} complete records it still holds",
+                decoded.records - before
+            ),
+        });
+        Ok(())
     }
 
     /// Decode a contiguous run of events, `[e1,e2,...]` as bytes (used to split large files).
@@ -144,16 +200,20 @@ impl Decoder {
         decoded
     }
 
-    fn decode_lines(
+    /// Decode one event (or one document) per line; `body` starts at byte `base` of the file,
+    /// on line `first_line` (counted from 1).
+    pub fn decode_lines(
         &mut self,
         file: &str,
         body: &[u8],
         base: usize,
+        first_line: usize,
         out: &mut BatchBuilder,
         decoded: &mut Decoded,
     ) {
         let mut start = 0;
-        for (line_no, line) in body.split(|&b| b == b'\n').enumerate() {
+        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+            let line_no = first_line + i;
             let at = start;
             start += line.len() + 1;
             let text = trim_start(line);
@@ -163,7 +223,7 @@ impl Decoder {
             if let Err(e) = self.decode_document(file, text, out, decoded, false) {
                 decoded
                     .record_errors
-                    .push(e.into_error(file, line_no + 1, base + at));
+                    .push(e.into_error(file, line_no, base + at));
             }
         }
     }
@@ -238,13 +298,51 @@ fn trim_start(data: &[u8]) -> &[u8] {
     &data[n..]
 }
 
-/// One event per line: a line break followed by `{` after the first non-blank line.
-fn looks_like_json_lines(body: &[u8]) -> bool {
-    body.first() == Some(&b'{')
-        && memchr::memchr_iter(b'\n', body).any(|i| {
-            let rest = trim_start(&body[i + 1..]);
-            rest.first() == Some(&b'{')
-        })
+/// One event (or document) per line: the second line starts with `{` and one of the first two
+/// is a whole JSON object. A pretty-printed document fails this, even when damaged.
+pub fn looks_like_json_lines(body: &[u8]) -> bool {
+    let is_whole_object = |line: &[u8]| {
+        line.first() == Some(&b'{')
+            && matching_close(line, 0)
+                .is_some_and(|end| line[end..].iter().all(u8::is_ascii_whitespace))
+    };
+    let mut lines = body
+        .split(|&b| b == b'\n')
+        .map(trim_start)
+        .filter(|l| !l.is_empty());
+    let (Some(first), Some(second)) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    second.first() == Some(&b'{') && (is_whole_object(first) || is_whole_object(second))
+}
+
+/// The byte ranges of the complete documents of a text holding several back to back, as `cat`
+/// of trail files gives (`{"Records":[...]}{"Records":[...]}`, also from a gzip file whose
+/// members each hold a whole file), and where the complete ones end: the rest, if any, is a
+/// damaged or truncated document. Found by the light scan of [`event_spans`].
+pub fn documents(body: &[u8]) -> (Vec<(usize, usize)>, usize) {
+    let mut docs = Vec::new();
+    let mut end = 0;
+    loop {
+        let next = end
+            + body[end..]
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+        if next == body.len() {
+            return (docs, body.len());
+        }
+        if !matches!(body[next], b'{' | b'[') {
+            return (docs, end);
+        }
+        match matching_close(body, next) {
+            Some(close) => {
+                docs.push((next, close));
+                end = close;
+            }
+            None => return (docs, end),
+        }
+    }
 }
 
 /// The byte ranges of the complete events of a `{"Records":[...]}` document or a JSON array,
@@ -1042,6 +1140,56 @@ mod tests {
         assert_eq!(spans.len(), 2);
         assert_eq!(&text[spans[0].0..spans[0].1], br#"{"a":"}"}"#);
         assert_eq!(&text[spans[1].0..spans[1].1], br#"{"b":[1,{"c":"\""}]}"#);
+    }
+
+    #[test]
+    fn documents_back_to_back_are_each_read_and_a_damaged_one_salvaged() {
+        let text = concat!(
+            r#"{"Records":[{"eventName":"A"}]}"#,
+            r#"{"Records":[{"eventName":"B"},{"eventName":"C"}]}"#,
+            "\n",
+            r#"{"Records":[{"eventName":"D"},{"eventName":"E""#,
+        );
+        let mut out = BatchBuilder::new(16);
+        let d = Decoder::new()
+            .decode_file("cat.json", text.as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(d.records, 4, "{:?}", d.record_errors);
+        let batch = &out.flush()[0];
+        let names = batch
+            .column_by_name("eventName")
+            .unwrap()
+            .as_string::<i32>();
+        let names: Vec<&str> = names.iter().flatten().collect();
+        assert_eq!(names, ["A", "B", "C", "D"]);
+        assert_eq!(d.record_errors.len(), 1);
+        let damage = d.record_errors[0].to_string();
+        assert!(damage.contains("kept the 1 complete records"), "{damage}");
+        assert_eq!(documents(text.as_bytes()).0.len(), 2);
+    }
+
+    #[test]
+    fn a_damaged_pretty_printed_document_is_not_read_as_lines() {
+        let text = "{\n  \"Records\": [\n    {\n      \"eventName\": \"A\"\n    },\n    {\n      \"eventName\": \"B\"\n    },\n    {\n      \"eventNa";
+        assert!(!looks_like_json_lines(text.as_bytes()));
+        let mut out = BatchBuilder::new(16);
+        let d = Decoder::new()
+            .decode_file("pretty.json", text.as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(d.records, 2);
+        assert_eq!(d.record_errors.len(), 1, "{:?}", d.record_errors);
+        // One event per line is still found when its first line is the broken one.
+        let lines = "{\"eventName\":\n{\"eventName\":\"B\"}\n{\"eventName\":\"C\"}\n";
+        assert!(looks_like_json_lines(lines.as_bytes()));
+        let d = Decoder::new()
+            .decode_file("lines.json", lines.as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(d.records, 2);
+        assert!(
+            d.record_errors[0]
+                .to_string()
+                .contains("lines.json record 1")
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ use futures::StreamExt;
 use rayon::prelude::*;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::decode::{BatchBuilder, Decoded, Decoder, event_spans};
+use crate::decode::{
+    BatchBuilder, Decoded, Decoder, documents, event_spans, looks_like_json_lines,
+};
 use crate::decompress::{InflateError, Inflater, is_gzip};
 use crate::{IngestError, InputFile};
 
@@ -277,9 +279,9 @@ fn read_file(
     report
 }
 
-/// Decode a large document as runs of events, twice as many at once as there are threads, sending
-/// each group's batches on before decoding the next: memory holds a few runs, not the whole
-/// file's rows. Falls back to one pass when the document is not a plain array of events.
+/// Decode a large file as runs decoded in parallel, twice as many at once as there are threads,
+/// sending each group's batches on before decoding the next: memory holds a few runs, not the
+/// whole file's rows. Falls back to one pass when the file cannot be cut (a damaged document).
 fn decode_split(
     name: &str,
     text: &[u8],
@@ -288,38 +290,34 @@ fn decode_split(
     builder: &mut BatchBuilder,
     options: &IngestOptions,
 ) -> Result<Decoded, IngestError> {
-    let spans = event_spans(text);
-    let clean_end = spans.last().is_some_and(|&(_, end)| {
-        let tail: Vec<u8> = text[end..]
-            .iter()
-            .copied()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        tail == b"]" || tail == b"]}"
-    });
-    if spans.len() < 2 || !clean_end {
+    let Some(runs) = split_runs(text) else {
         return decoder.decode_file(name, text, builder);
-    }
-    let mut runs = Vec::new();
-    let mut run_start = spans[0].0;
-    for w in spans.windows(2) {
-        if w[1].1 - run_start > SPLIT_RUN {
-            runs.push((run_start, w[0].1));
-            run_start = w[1].0;
-        }
-    }
-    runs.push((run_start, spans[spans.len() - 1].1));
+    };
     let mut total = Decoded::default();
     for group in runs.chunks(options.threads.max(1) * 2) {
         let results: Vec<(Vec<RecordBatch>, Decoded)> = group
             .par_iter()
-            .map_init(Decoder::new, |dec, &(a, b)| {
-                let mut doc = Vec::with_capacity(b - a + 2);
-                doc.push(b'[');
-                doc.extend_from_slice(&text[a..b]);
-                doc.push(b']');
+            .map_init(Decoder::new, |dec, run| {
                 let mut local = BatchBuilder::new(options.batch_size);
-                let decoded = dec.decode_events(name, &doc, &mut local);
+                let decoded = match *run {
+                    Run::Events(a, b) => {
+                        let mut doc = Vec::with_capacity(b - a + 2);
+                        doc.push(b'[');
+                        doc.extend_from_slice(&text[a..b]);
+                        doc.push(b']');
+                        dec.decode_events(name, &doc, &mut local)
+                    }
+                    Run::Lines {
+                        start,
+                        end,
+                        first_line,
+                    } => {
+                        let mut decoded = Decoded::default();
+                        let lines = &text[start..end];
+                        dec.decode_lines(name, lines, start, first_line, &mut local, &mut decoded);
+                        decoded
+                    }
+                };
                 (local.flush(), decoded)
             })
             .collect();
@@ -334,4 +332,184 @@ fn decode_split(
         }
     }
     Ok(total)
+}
+
+/// A part of a large file decoded on its own.
+enum Run {
+    /// Complete events, back to back with commas between (bytes `a..b`).
+    Events(usize, usize),
+    /// Whole lines of a file of one event (or one document) per line.
+    Lines {
+        start: usize,
+        end: usize,
+        first_line: usize,
+    },
+}
+
+/// Cut a large file into runs of about [`SPLIT_RUN`] bytes: the events of a `{"Records":[...]}`
+/// document or a JSON array, of several such documents back to back, or whole lines. `None`
+/// when the file is none of these, or damaged: it is then read in one pass, which salvages.
+fn split_runs(text: &[u8]) -> Option<Vec<Run>> {
+    let body_start = text.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let whole = [(body_start, text.len())];
+    let spans = event_spans(&text[body_start..]);
+    let docs = if spans.len() >= 2 && ends_cleanly(&text[body_start..], &spans) {
+        whole.to_vec()
+    } else if looks_like_json_lines(&text[body_start..]) {
+        return Some(line_runs(text));
+    } else {
+        let (docs, end) = documents(text);
+        if docs.len() < 2 || end != text.len() {
+            return None;
+        }
+        docs
+    };
+    let mut runs = Vec::new();
+    for (a, b) in docs {
+        let doc = &text[a..b];
+        let spans = event_spans(doc);
+        if spans.is_empty() || !ends_cleanly(doc, &spans) {
+            return None;
+        }
+        let mut run_start = spans[0].0;
+        for w in spans.windows(2) {
+            if w[1].1 - run_start > SPLIT_RUN {
+                runs.push(Run::Events(a + run_start, a + w[0].1));
+                run_start = w[1].0;
+            }
+        }
+        runs.push(Run::Events(a + run_start, a + spans[spans.len() - 1].1));
+    }
+    Some(runs)
+}
+
+/// Whether nothing but the closing `]` or `]}` follows the last event of a document.
+fn ends_cleanly(doc: &[u8], spans: &[(usize, usize)]) -> bool {
+    spans.last().is_some_and(|&(_, end)| {
+        let tail: Vec<u8> = doc[end..]
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        tail == b"]" || tail == b"]}"
+    })
+}
+
+/// Runs of whole lines, each about [`SPLIT_RUN`] bytes, with the number of its first line.
+fn line_runs(text: &[u8]) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let (mut start, mut first_line) = (0, 1);
+    while start < text.len() {
+        let cut = (start + SPLIT_RUN).min(text.len());
+        let end = memchr::memchr(b'\n', &text[cut..]).map_or(text.len(), |i| cut + i + 1);
+        runs.push(Run::Lines {
+            start,
+            end,
+            first_line,
+        });
+        first_line += memchr::memchr_iter(b'\n', &text[start..end]).count();
+        start = end;
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: usize) -> String {
+        format!(
+            r#"{{"eventName":"E{i}","eventID":"{i:08}","requestParameters":{{"pad":"{}"}}}}"#,
+            "x".repeat(200)
+        )
+    }
+
+    /// The events of every run, decoded the way `decode_split` decodes them.
+    fn decode_runs(text: &[u8], runs: &[Run]) -> Vec<String> {
+        let mut out = BatchBuilder::new(1 << 16);
+        let mut decoder = Decoder::new();
+        for run in runs {
+            let decoded = match *run {
+                Run::Events(a, b) => {
+                    decoder.decode_events("t", &[b"[", &text[a..b], b"]"].concat(), &mut out)
+                }
+                Run::Lines {
+                    start,
+                    end,
+                    first_line,
+                } => {
+                    let mut d = Decoded::default();
+                    decoder.decode_lines(
+                        "t",
+                        &text[start..end],
+                        start,
+                        first_line,
+                        &mut out,
+                        &mut d,
+                    );
+                    d
+                }
+            };
+            assert!(
+                decoded.record_errors.is_empty(),
+                "{:?}",
+                decoded.record_errors
+            );
+        }
+        use arrow::array::AsArray;
+        out.flush()
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column_by_name("eventID").unwrap().as_string::<i32>();
+                ids.iter().flatten().map(str::to_string).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn large_files_of_every_shape_are_cut_into_runs_that_lose_nothing() {
+        let n = 30_000; // about 7 MB: several runs of 2 MiB
+        let ids: Vec<String> = (0..n).map(|i| format!("{i:08}")).collect();
+        let events: Vec<String> = (0..n).map(event).collect();
+        let records = |evs: &[String]| format!(r#"{{"Records":[{}]}}"#, evs.join(","));
+        let shapes = [
+            ("one document", records(&events)),
+            ("an array", format!("[{}]", events.join(",\n"))),
+            (
+                "documents back to back",
+                records(&events[..n / 2]) + &records(&events[n / 2..]),
+            ),
+            ("one event per line", events.join("\n") + "\n"),
+        ];
+        for (shape, text) in shapes {
+            let runs = split_runs(text.as_bytes()).unwrap_or_else(|| panic!("{shape}: not cut"));
+            assert!(runs.len() >= 3, "{shape}: {} runs", runs.len());
+            assert_eq!(decode_runs(text.as_bytes(), &runs), ids, "{shape}");
+        }
+        // Damaged: read in one pass instead, which salvages.
+        let whole = records(&events);
+        assert!(split_runs(&whole.as_bytes()[..whole.len() - 100]).is_none());
+        let two = records(&events[..10]) + &records(&events[10..]);
+        assert!(split_runs(&two.as_bytes()[..two.len() - 100]).is_none());
+    }
+
+    #[test]
+    fn line_runs_number_their_lines_from_the_start_of_the_file() {
+        let text: String = (0..30_000).map(|i| event(i) + "\n").collect();
+        let runs = line_runs(text.as_bytes());
+        assert!(runs.len() >= 3);
+        for run in &runs {
+            let Run::Lines {
+                start, first_line, ..
+            } = *run
+            else {
+                panic!("not lines")
+            };
+            let before = text.as_bytes()[..start]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            assert_eq!(first_line, before + 1);
+        }
+    }
 }
