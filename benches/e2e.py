@@ -197,7 +197,7 @@ def main():
 
 def queries(lake, ddb):
     """Both engines timed in-process, warm, best of 3: trailql runs every query three times in
-    one `trailql query --file --timing` process (planning and execution, results collected),
+    one `trailql query --file --timing` process (planning and execution, printing left out),
     DuckDB runs them in one Python process on its own table."""
     print("## Queries (in-process, best of 3)\n\n| query | trailql s | DuckDB s | trailql / DuckDB |\n|---|---|---|---|")
     ddb_times = None

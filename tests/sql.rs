@@ -232,6 +232,35 @@ fn query_prints_every_format_and_runs_scripts() {
         .unwrap()
         .to_string();
     assert!(table.contains("| CreateAccessKey | 4 |"), "{table}");
+
+    // A script prints every statement's result; nested columns and the JSON union of `->`
+    // are written as text, which CSV can hold.
+    std::fs::write(
+        &script,
+        "SELECT 1 AS a;\nSET datafusion.execution.batch_size = 1024;\n\
+         SELECT userIdentity, resources, requestParameters->'bucketName' AS b, \
+         requestParameters->'missing' AS m FROM cloudtrail \
+         WHERE eventID = '00606850-2d9f-43e1-accf-f00e2b6aaab9';\n\
+         SELECT eventName FROM cloudtrail WHERE false;\n",
+    )
+    .unwrap();
+    let run = trailql(&[
+        "query",
+        &data,
+        "--file",
+        &script.display().to_string(),
+        "--format",
+        "csv",
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let user = r#""{""type"":""IAMUser"",""principalId"":""AIDATFQR7NSC5U6Q3TMDR"",""arn"":""arn:aws:iam::123837392027:user/benjamin"",""accountId"":""123837392027"",""accessKeyId"":""AKIATFQR7NSCUXC3DDDP"",""userName"":""benjamin""}""#;
+    let resources = r#""[{""ARN"":""arn:aws:s3:::config-bucket-123837392027"",""accountId"":""123837392027"",""type"":""AWS::S3::Bucket""}]""#;
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        format!(
+            "a\n1\nuserIdentity,resources,b,m\n{user},{resources},config-bucket-123837392027,\neventName\n"
+        )
+    );
 }
 
 #[test]

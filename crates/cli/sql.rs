@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use trailql_ingest::{IngestOptions, StoreOptions};
@@ -78,7 +79,8 @@ enum Format {
 /// Interactive SQL over trail data, with line editing, history and multi-line statements.
 ///
 /// End statements with `;`. `\d` describes the table, `\dt` lists tables, `\functions` lists
-/// trailql's functions, `\timing` toggles timings, `\q` quits.
+/// trailql's functions, `\timing` toggles timings, `\maxrows N` sets how many rows are shown
+/// (40; 0 for all), `\q` quits.
 #[derive(clap::Args)]
 pub struct ShellArgs {
     #[command(flatten)]
@@ -119,22 +121,42 @@ pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
     anyhow::ensure!(!statements.is_empty(), "the script holds no SQL statement");
     runtime()?.block_on(async {
         let (ctx, _) = open(&args.source).await?;
-        let mut results = Vec::new();
+        let mut sink = ResultSink::new(args.format, args.output.as_deref())?;
+        let last = statements.len() - 1;
         for (i, sql) in statements.iter().enumerate() {
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let df = ctx.sql(sql).await.map_err(clean)?;
-            results = df.collect().await.map_err(clean)?;
+            let mut stream = df.execute_stream().await.map_err(clean)?;
+            let mut busy = started.elapsed();
+            // A statement without columns (SET, CREATE VIEW, ...) has nothing to print.
+            let shown = !stream.schema().fields().is_empty() && (i == last || sink.every_result());
+            if shown {
+                sink.begin(stream.schema())?;
+            }
+            let mut rows = 0;
+            loop {
+                let waited = Instant::now();
+                let next = stream.next().await;
+                busy += waited.elapsed();
+                let Some(batch) = next else { break };
+                let batch = batch.map_err(clean)?;
+                rows += batch.num_rows();
+                if shown {
+                    sink.write(&batch)?;
+                }
+            }
+            if shown {
+                sink.end()?;
+            }
             if args.timing {
-                let rows: usize = results.iter().map(RecordBatch::num_rows).sum();
                 eprintln!(
                     "timing: statement {}: {:.6} s, {rows} rows",
                     i + 1,
-                    started.elapsed().as_secs_f64()
+                    busy.as_secs_f64()
                 );
             }
         }
-        // Only the last statement's result is printed (earlier ones set things up).
-        write_result(&results, args.format, args.output.as_deref())
+        sink.finish()
     })?;
     Ok(0)
 }
@@ -145,56 +167,252 @@ fn clean(e: datafusion::error::DataFusionError) -> anyhow::Error {
     anyhow::anyhow!("{}", root.lines().next().unwrap_or_default())
 }
 
-fn write_result(
-    batches: &[RecordBatch],
-    format: Format,
-    output: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    if let Format::Parquet = format {
-        let path = output.context("--format parquet needs -o FILE")?;
-        let file = std::fs::File::create(path).with_context(|| format!("{}", path.display()))?;
-        let schema = match batches.first() {
-            Some(b) => b.schema(),
-            None => std::sync::Arc::new(arrow::datatypes::Schema::empty()),
+/// Where `trailql query` writes results: every statement's in the text formats (as `psql -f`
+/// does), the last one's in Parquet (one file holds one table). Rows are written as they come,
+/// except in a table, which needs every row to size its columns.
+enum ResultSink {
+    Table {
+        out: Box<dyn Write>,
+        schema: arrow::datatypes::SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    Csv {
+        out: Box<dyn Write>,
+    },
+    Json {
+        out: Box<dyn Write>,
+    },
+    Parquet {
+        path: PathBuf,
+        writer: Option<Box<parquet::arrow::ArrowWriter<std::fs::File>>>,
+    },
+}
+
+impl ResultSink {
+    fn new(format: Format, output: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let out = || -> anyhow::Result<Box<dyn Write>> {
+            Ok(match output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path).with_context(|| format!("{}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            })
         };
-        let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None)?;
-        for b in batches {
-            w.write(b)?;
-        }
-        w.close()?;
-        return Ok(());
+        Ok(match format {
+            Format::Table => ResultSink::Table {
+                out: out()?,
+                schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()),
+                batches: Vec::new(),
+            },
+            Format::Csv => ResultSink::Csv { out: out()? },
+            Format::Json => ResultSink::Json { out: out()? },
+            Format::Parquet => ResultSink::Parquet {
+                path: output.context("--format parquet needs -o FILE")?.into(),
+                writer: None,
+            },
+        })
     }
-    let mut sink: Box<dyn Write> = match output {
-        Some(path) => {
-            Box::new(std::fs::File::create(path).with_context(|| format!("{}", path.display()))?)
-        }
-        None => Box::new(std::io::stdout().lock()),
-    };
-    match format {
-        Format::Table => writeln!(
-            sink,
-            "{}",
-            arrow::util::pretty::pretty_format_batches(batches)?
-        )?,
-        Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new()
+
+    fn every_result(&self) -> bool {
+        !matches!(self, ResultSink::Parquet { .. })
+    }
+
+    fn begin(&mut self, schema: arrow::datatypes::SchemaRef) -> anyhow::Result<()> {
+        let schema = unions_as_text(&RecordBatch::new_empty(schema))?.schema();
+        match self {
+            ResultSink::Table {
+                schema: shown,
+                batches,
+                ..
+            } => {
+                *shown = schema;
+                batches.clear();
+            }
+            // The header, also for a result without rows.
+            ResultSink::Csv { out } => arrow::csv::WriterBuilder::new()
                 .with_header(true)
-                .build(&mut sink);
-            for b in batches {
-                w.write(b)?;
+                .build(out)
+                .write(&nested_as_json(&RecordBatch::new_empty(schema))?)?,
+            ResultSink::Json { .. } => {}
+            ResultSink::Parquet { path, writer } => {
+                let file =
+                    std::fs::File::create(&*path).with_context(|| format!("{}", path.display()))?;
+                *writer = Some(Box::new(parquet::arrow::ArrowWriter::try_new(
+                    file, schema, None,
+                )?));
             }
         }
-        Format::Json => {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut sink);
-            for b in batches {
-                w.write(b)?;
-            }
-            w.finish()?;
-        }
-        Format::Parquet => unreachable!("written above"),
+        Ok(())
     }
-    sink.flush()?;
-    Ok(())
+
+    fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        let batch = &unions_as_text(batch)?;
+        match self {
+            ResultSink::Table { batches, .. } => batches.push(batch.clone()),
+            ResultSink::Csv { out } => arrow::csv::WriterBuilder::new()
+                .with_header(false)
+                .build(out)
+                .write(&nested_as_json(batch)?)?,
+            ResultSink::Json { out } => {
+                let mut w = arrow::json::LineDelimitedWriter::new(out);
+                w.write(batch)?;
+                w.finish()?;
+            }
+            ResultSink::Parquet { writer, .. } => {
+                writer.as_mut().expect("begun").write(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> anyhow::Result<()> {
+        if let ResultSink::Table {
+            out,
+            schema,
+            batches,
+        } = self
+        {
+            // With the schema, a result without rows still shows its header.
+            let table =
+                arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)?;
+            writeln!(out, "{table}")?;
+            batches.clear();
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        match self {
+            ResultSink::Table { mut out, .. }
+            | ResultSink::Csv { mut out }
+            | ResultSink::Json { mut out } => out.flush()?,
+            ResultSink::Parquet { path, writer } => match writer {
+                Some(w) => {
+                    w.close()?;
+                }
+                None => anyhow::bail!(
+                    "{}: the last statement returned no table to write",
+                    path.display()
+                ),
+            },
+        }
+        Ok(())
+    }
+}
+
+/// The batch with its union columns as text: `requestParameters->'key'` gives a union of the
+/// JSON types, which no output format holds and a table shows as `{str=...}`. A row becomes its
+/// value's text (a string's characters, an object's JSON), or null.
+fn unions_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Union(..)))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let DataType::Union(variants, _) = field.data_type() else {
+            fields.push(field.clone());
+            columns.push(column.clone());
+            continue;
+        };
+        let union = column.as_union();
+        let options = FormatOptions::default();
+        // Per variant: its formatter and its nulls (logical: a `Null` variant is all null).
+        let variants = variants
+            .iter()
+            .map(|(id, _)| {
+                let child = union.child(id);
+                let formatter = ArrayFormatter::try_new(child, &options)?;
+                Ok((id, formatter, child.logical_nulls()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut text = StringBuilder::new();
+        for row in 0..union.len() {
+            let id = union.type_id(row);
+            let at = union.value_offset(row);
+            match variants.iter().find(|(i, ..)| *i == id) {
+                Some((_, f, nulls)) if !nulls.as_ref().is_some_and(|n| n.is_null(at)) => {
+                    text.append_value(f.value(at).to_string())
+                }
+                _ => text.append_null(),
+            }
+        }
+        fields.push(std::sync::Arc::new(Field::new(
+            field.name(),
+            DataType::Utf8,
+            true,
+        )));
+        columns.push(std::sync::Arc::new(text.finish()));
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// The batch with its struct, list and map columns as JSON text, which CSV can hold.
+fn nested_as_json(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    use arrow::array::{Array, ArrayRef, StringBuilder};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let nested = |t: &DataType| t.is_nested();
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| nested(f.data_type()))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !nested(field.data_type()) {
+            fields.push(field.clone());
+            columns.push(column.clone());
+            continue;
+        }
+        // One JSON object per row, `{"v":...}`, or `{}` where the value is null.
+        let one = RecordBatch::try_new(
+            std::sync::Arc::new(Schema::new(vec![Field::new(
+                "v",
+                field.data_type().clone(),
+                true,
+            )])),
+            vec![column.clone()],
+        )?;
+        let mut lines = Vec::new();
+        let mut w = arrow::json::LineDelimitedWriter::new(&mut lines);
+        w.write(&one)?;
+        w.finish()?;
+        let mut text = StringBuilder::new();
+        for (row, line) in std::str::from_utf8(&lines)?.lines().enumerate() {
+            match line
+                .strip_prefix(r#"{"v":"#)
+                .and_then(|l| l.strip_suffix('}'))
+            {
+                Some(value) if column.is_valid(row) => text.append_value(value),
+                _ => text.append_null(),
+            }
+        }
+        fields.push(std::sync::Arc::new(Field::new(
+            field.name(),
+            DataType::Utf8,
+            true,
+        )));
+        columns.push(std::sync::Arc::new(text.finish()));
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Statements of a script, split at `;` outside quotes and comments.
@@ -250,6 +468,7 @@ pub fn shell(args: ShellArgs) -> anyhow::Result<u8> {
         let _ = editor.load_history(h);
     }
     let mut timing = true;
+    let mut max_rows = SHELL_MAX_ROWS;
     let mut buffer = String::new();
     loop {
         let prompt = if buffer.is_empty() {
@@ -273,13 +492,20 @@ pub fn shell(args: ShellArgs) -> anyhow::Result<u8> {
                 "\\q" | "\\quit" => break,
                 "\\?" | "\\h" | "\\help" => {
                     println!(
-                        "\\d [table]   describe the table (columns and types)\n\\dt          list tables\n\\functions   trailql's functions\n\\timing      toggle query timing\n\\q           quit\nJSON payloads: requestParameters->>'key', json_get_str(col, 'a', 'b'), json_contains, json_length"
+                        "\\d [table]   describe the table (columns and types)\n\\dt          list tables\n\\functions   trailql's functions\n\\timing      toggle query timing\n\\maxrows N   show at most N rows of a result (0: all; default 40)\n\\q           quit\nJSON payloads: requestParameters->>'key', json_get_str(col, 'a', 'b'), json_contains, json_length"
                     );
                     continue;
                 }
                 "\\timing" => {
                     timing = !timing;
                     println!("timing {}", if timing { "on" } else { "off" });
+                    continue;
+                }
+                "\\maxrows" => {
+                    match trimmed.split_whitespace().nth(1).map(str::parse::<usize>) {
+                        Some(Ok(n)) => max_rows = n,
+                        _ => eprintln!("usage: \\maxrows N (0 shows every row)"),
+                    }
                     continue;
                 }
                 "\\functions" => {
@@ -298,7 +524,7 @@ pub fn shell(args: ShellArgs) -> anyhow::Result<u8> {
                     continue;
                 }
             };
-            run_interactive(&rt, &ctx, &sql, timing);
+            run_interactive(&rt, &ctx, &sql, timing, max_rows);
             continue;
         }
         if !buffer.is_empty() {
@@ -308,7 +534,7 @@ pub fn shell(args: ShellArgs) -> anyhow::Result<u8> {
         if trimmed.ends_with(';') {
             let _ = editor.add_history_entry(buffer.as_str());
             for sql in split_statements(&buffer) {
-                run_interactive(&rt, &ctx, &sql, timing);
+                run_interactive(&rt, &ctx, &sql, timing, max_rows);
             }
             buffer.clear();
         }
@@ -319,21 +545,68 @@ pub fn shell(args: ShellArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn run_interactive(rt: &tokio::runtime::Runtime, ctx: &SessionContext, sql: &str, timing: bool) {
+/// Rows the shell shows of a result unless `\maxrows` says otherwise (as datafusion-cli).
+const SHELL_MAX_ROWS: usize = 40;
+
+/// Run one statement in the shell: every row is read (and counted) as it comes, the first
+/// `max_rows` (all with 0) are kept and shown, so a large result needs little memory.
+fn run_interactive(
+    rt: &tokio::runtime::Runtime,
+    ctx: &SessionContext,
+    sql: &str,
+    timing: bool,
+    max_rows: usize,
+) {
     let started = Instant::now();
     let result = rt.block_on(async {
         let df = ctx.sql(sql).await?;
-        df.collect().await
+        let mut stream = df.execute_stream().await?;
+        let schema = stream.schema();
+        let (mut shown, mut rows) = (Vec::new(), 0);
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let room = if max_rows == 0 {
+                batch.num_rows()
+            } else {
+                max_rows.saturating_sub(rows).min(batch.num_rows())
+            };
+            if room > 0 {
+                shown.push(batch.slice(0, room));
+            }
+            rows += batch.num_rows();
+        }
+        Ok::<_, datafusion::error::DataFusionError>((schema, shown, rows))
     });
     match result {
-        Ok(batches) => {
-            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            match arrow::util::pretty::pretty_format_batches(&batches) {
-                Ok(table) if rows > 0 => println!("{table}"),
-                _ => {}
+        Ok((schema, shown, rows)) => {
+            if !schema.fields().is_empty() {
+                let table = shown
+                    .iter()
+                    .map(unions_as_text)
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .and_then(|batches| {
+                        let schema = unions_as_text(&RecordBatch::new_empty(schema))?.schema();
+                        Ok(arrow::util::pretty::pretty_format_batches_with_schema(
+                            schema, &batches,
+                        )?)
+                    });
+                match table {
+                    Ok(table) => println!("{table}"),
+                    Err(e) => eprintln!("error: {e}"),
+                }
             }
+            let more = if max_rows > 0 && rows > max_rows {
+                format!(" (first {max_rows} shown; \\maxrows N to change, 0 for all)")
+            } else {
+                String::new()
+            };
             if timing {
-                println!("{rows} rows in {:.3}s", started.elapsed().as_secs_f64());
+                println!(
+                    "{rows} rows in {:.3}s{more}",
+                    started.elapsed().as_secs_f64()
+                );
+            } else if !more.is_empty() {
+                println!("{rows} rows{more}");
             }
         }
         Err(e) => eprintln!("error: {}", e.find_root()),
