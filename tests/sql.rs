@@ -284,3 +284,28 @@ fn query_errors_are_one_clear_line() {
         );
     }
 }
+
+#[test]
+fn a_query_over_damaged_raw_files_answers_names_them_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = real_events();
+    let doc = serde_json::to_vec(&serde_json::json!({ "Records": events[..20] })).unwrap();
+    std::fs::write(dir.path().join("good.json"), &doc).unwrap();
+    // The last record cut in half: the 19 before it are still read.
+    let cut = serde_json::to_vec(&serde_json::json!({ "Records": events[20..40] })).unwrap();
+    std::fs::write(dir.path().join("cut.json"), &cut[..cut.len() - 50]).unwrap();
+    let run = trailql(&[
+        "query",
+        &dir.path().display().to_string(),
+        "SELECT count(*) AS n FROM cloudtrail",
+        "--format",
+        "csv",
+    ]);
+    let err = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "n\n39\n");
+    assert!(
+        err.contains("cut.json") && !err.contains("good.json"),
+        "{err}"
+    );
+}

@@ -156,9 +156,16 @@ pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
                 );
             }
         }
-        sink.finish()
-    })?;
-    Ok(0)
+        sink.finish()?;
+        let skipped = trailql_sql::skipped(&ctx).await;
+        if skipped > 0 {
+            eprintln!(
+                "trailql: the answer leaves out {skipped} damaged files or records (named above)"
+            );
+        }
+        anyhow::Ok(skipped)
+    })
+    .map(|skipped| if skipped > 0 { crate::EXIT_SKIPPED } else { 0 })
 }
 
 /// DataFusion errors without their wrapping: one readable line.

@@ -100,6 +100,17 @@ pub async fn register(
     Ok(SourceKind::Raw)
 }
 
+/// How many damaged files and records the session's raw table has skipped so far (0 over a
+/// Parquet dataset): the queries answered without them.
+pub async fn skipped(ctx: &SessionContext) -> usize {
+    match ctx.table_provider(TABLE).await {
+        Ok(table) => table
+            .downcast_ref::<RawTrailTable>()
+            .map_or(0, RawTrailTable::skipped),
+        Err(_) => 0,
+    }
+}
+
 /// A listing table over `source` if it is a dataset written by `trailql convert` (a local
 /// folder or an object-store URL holding a trailql log).
 async fn lake_table(

@@ -3,6 +3,7 @@
 //! events in the query's `eventTime` range.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -29,6 +30,7 @@ const DELIVERY_MARGIN_AFTER: u64 = 2;
 pub struct RawTrailTable {
     files: Arc<Vec<InputFile>>,
     options: IngestOptions,
+    skipped: Arc<AtomicUsize>,
 }
 
 impl RawTrailTable {
@@ -41,7 +43,14 @@ impl RawTrailTable {
         Self {
             files: Arc::new(files),
             options,
+            skipped: Arc::default(),
         }
+    }
+
+    /// How many damaged files and records the queries so far skipped (each named on stderr
+    /// when met), so that a caller can say in its exit code that the answer left some out.
+    pub fn skipped(&self) -> usize {
+        self.skipped.load(Ordering::Relaxed)
     }
 }
 
@@ -81,6 +90,7 @@ impl TableProvider for RawTrailTable {
             schema: self.schema(),
             files: Arc::new(files),
             options: self.options.clone(),
+            skipped: self.skipped.clone(),
         });
         Ok(Arc::new(StreamingTableExec::try_new(
             self.schema(),
@@ -98,6 +108,7 @@ struct RawPartition {
     schema: SchemaRef,
     files: Arc<Vec<InputFile>>,
     options: IngestOptions,
+    skipped: Arc<AtomicUsize>,
 }
 
 impl PartitionStream for RawPartition {
@@ -107,13 +118,18 @@ impl PartitionStream for RawPartition {
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let rx = trailql_ingest::start(self.files.as_ref().clone(), self.options.clone());
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await? {
-                    Message::Batch(batch) => return Some((Ok(batch), rx)),
-                    Message::File(report) => {
-                        for e in &report.errors {
-                            eprintln!("trailql: skipped: {e}");
+        let skipped = self.skipped.clone();
+        let stream = futures::stream::unfold(rx, move |mut rx| {
+            let skipped = skipped.clone();
+            async move {
+                loop {
+                    match rx.recv().await? {
+                        Message::Batch(batch) => return Some((Ok(batch), rx)),
+                        Message::File(report) => {
+                            skipped.fetch_add(report.errors.len(), Ordering::Relaxed);
+                            for e in &report.errors {
+                                eprintln!("trailql: skipped: {e}");
+                            }
                         }
                     }
                 }
