@@ -234,10 +234,45 @@ fn other_shapes_are_detected_per_file() {
         joined.extend(gzip(&doc));
     }
     std::fs::write(dir.path().join("joined.json.gz"), joined).unwrap();
+    // A CloudWatch Logs export: `000000.gz` in a folder per log stream, a timestamp per line.
+    let stream = dir
+        .path()
+        .join("export/task/123456789012_CloudTrail_us-east-1");
+    std::fs::create_dir_all(&stream).unwrap();
+    let lines: String = events[130..160]
+        .iter()
+        .map(|e| format!("2024-03-01T00:00:00.000Z {e}\n"))
+        .collect();
+    std::fs::write(stream.join("000000.gz"), gzip(lines.as_bytes())).unwrap();
+    std::fs::write(
+        dir.path().join("export/aws-logs-write-test"),
+        "Permission Check Successful",
+    )
+    .unwrap();
+    // EventBridge events as a Firehose stream writes them: back to back, no separator.
+    let wrapped: String = events[160..170]
+        .iter()
+        .map(|e| {
+            let envelope = serde_json::json!({"version": "0", "id": e["eventID"], "detail-type": "AWS API Call via CloudTrail", "detail": e});
+            envelope.to_string()
+        })
+        .collect();
+    std::fs::write(dir.path().join("firehose.json"), wrapped).unwrap();
     let (run, dataset) = convert(&[dir.path()], &[]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
-    let got = by_event_id(export(dataset.path()));
-    assert_eq!(got, by_event_id(events[..130].to_vec()));
+    let mut exported = export(dataset.path());
+    let mut envelopes = 0;
+    for e in &mut exported {
+        // The envelope of an EventBridge event is kept beside the event.
+        if let Some(envelope) = e.as_object_mut().unwrap().remove("eventBridgeEnvelope") {
+            assert_eq!(envelope["id"], e["eventID"]);
+            assert_eq!(envelope["detail-type"], "AWS API Call via CloudTrail");
+            envelopes += 1;
+        }
+    }
+    assert_eq!(envelopes, 10);
+    let got = by_event_id(exported);
+    assert_eq!(got, by_event_id(events[..170].to_vec()));
 }
 
 #[test]

@@ -27,6 +27,10 @@ use crate::IngestError;
 /// Keys of which an object must have at least one to count as a CloudTrail event.
 const EVENT_KEYS: [&str; 4] = ["eventTime", "eventName", "eventSource", "eventID"];
 
+/// The key, in the unmapped object, of the EventBridge event a CloudTrail event came wrapped in
+/// (everything but its `detail`, which is the event).
+const ENVELOPE_KEY: &[u8] = b"\"eventBridgeEnvelope\"";
+
 /// Deepest nesting accepted in a document (simd-json's default of 128 is too shallow for some
 /// payloads).
 const MAX_DEPTH: usize = 1024;
@@ -82,6 +86,11 @@ impl Decoder {
         match body.first() {
             None => return Err(IngestError::Empty { file: file.into() }),
             Some(b'{' | b'[') => {}
+            Some(_) if strip_log_timestamp(body).first() == Some(&b'{') => {
+                // A CloudWatch Logs export: a timestamp, then the event, on each line.
+                self.decode_lines(file, body, offset, 1, out, &mut decoded);
+                return Ok(decoded);
+            }
             Some(_) => {
                 return Err(IngestError::InvalidJson {
                     file: file.into(),
@@ -216,7 +225,7 @@ impl Decoder {
             let line_no = first_line + i;
             let at = start;
             start += line.len() + 1;
-            let text = trim_start(line);
+            let text = strip_log_timestamp(trim_start(line));
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -299,7 +308,8 @@ fn trim_start(data: &[u8]) -> &[u8] {
 }
 
 /// One event (or document) per line: the second line starts with `{` and one of the first two
-/// is a whole JSON object. A pretty-printed document fails this, even when damaged.
+/// is a whole JSON object (past a CloudWatch Logs timestamp, if any). A pretty-printed document
+/// fails this, even when damaged.
 pub fn looks_like_json_lines(body: &[u8]) -> bool {
     let is_whole_object = |line: &[u8]| {
         line.first() == Some(&b'{')
@@ -308,12 +318,25 @@ pub fn looks_like_json_lines(body: &[u8]) -> bool {
     };
     let mut lines = body
         .split(|&b| b == b'\n')
-        .map(trim_start)
+        .map(|line| strip_log_timestamp(trim_start(line)))
         .filter(|l| !l.is_empty());
     let (Some(first), Some(second)) = (lines.next(), lines.next()) else {
         return false;
     };
     second.first() == Some(&b'{') && (is_whole_object(first) || is_whole_object(second))
+}
+
+/// The message of a line of a CloudWatch Logs export, `2024-03-01T00:00:00.000Z {...}`: the
+/// line past its timestamp when a JSON object follows it, else the line as it is.
+fn strip_log_timestamp(line: &[u8]) -> &[u8] {
+    let dated = line.len() > 10 && line[..4].iter().all(u8::is_ascii_digit) && line[4] == b'-';
+    if let Some(space) = memchr::memchr(b' ', line).filter(|_| dated) {
+        let message = trim_start(&line[space + 1..]);
+        if message.first() == Some(&b'{') {
+            return message;
+        }
+    }
+    line
 }
 
 /// The byte ranges of the complete documents of a text holding several back to back, as `cat`
@@ -452,6 +475,11 @@ impl<'a, 'n> Walk<'a, 'n> {
                 decoded.records += 1;
                 Ok(())
             }
+            Node::Object { len, .. } if is_eventbridge(self.nodes) => {
+                self.eventbridge(out, len);
+                decoded.records += 1;
+                Ok(())
+            }
             Node::Object { len, .. } => {
                 // `{"Records": [...]}`, possibly beside other keys.
                 self.t += 1;
@@ -515,13 +543,53 @@ impl<'a, 'n> Walk<'a, 'n> {
     }
 
     fn event(&mut self, out: &mut BatchBuilder) {
+        self.event_in(out, None);
+    }
+
+    /// Decode the event at the cursor; `envelope`, the JSON of what wrapped it, is kept in the
+    /// unmapped object under [`ENVELOPE_KEY`].
+    fn event_in(&mut self, out: &mut BatchBuilder, envelope: Option<&[u8]>) {
         self.un.clear();
         self.object(RECORD, &mut out.root);
+        if let Some(envelope) = envelope {
+            self.un.entry(ENVELOPE_KEY, envelope);
+        }
         match self.un.finish() {
             Some(text) => out.unmapped.append_value(text),
             None => out.unmapped.append_null(),
         }
         out.end_row();
+    }
+
+    /// The EventBridge event at the cursor (an object of `len` members, checked by
+    /// [`is_eventbridge`]): its `detail` decoded as the event, the rest of it kept as JSON.
+    fn eventbridge(&mut self, out: &mut BatchBuilder, len: usize) {
+        self.t += 1;
+        self.s += 1;
+        let mut envelope = b"{".to_vec();
+        let mut detail = None;
+        for _ in 0..len {
+            let key_s = self.s;
+            let key = self.key();
+            if key == "detail" && detail.is_none() {
+                detail = Some((self.t, self.s));
+                self.skip_value();
+            } else {
+                let (a, b) = self.skip_value();
+                if envelope.len() > 1 {
+                    envelope.push(b',');
+                }
+                envelope.extend_from_slice(self.key_text(key_s));
+                envelope.push(b':');
+                envelope.extend_from_slice(compact(&self.src[a..b], self.scratch));
+            }
+            self.s += 1; // ',' or '}'
+        }
+        envelope.push(b'}');
+        let end = (self.t, self.s);
+        (self.t, self.s) = detail.expect("is_eventbridge found the detail");
+        self.event_in(out, Some(&envelope));
+        (self.t, self.s) = end;
     }
 
     fn pos(&self, s: usize) -> usize {
@@ -732,6 +800,25 @@ fn is_event(nodes: &[Node<'_>], t: usize) -> bool {
         i += 1 + node_size(&nodes[i + 1]);
     }
     false
+}
+
+/// Whether the document is an EventBridge event wrapping a CloudTrail event (`"detail-type":
+/// "AWS API Call via CloudTrail"` and the event under `"detail"`), as rules deliver them to
+/// Firehose, SQS or CloudWatch Logs.
+fn is_eventbridge(nodes: &[Node<'_>]) -> bool {
+    let Node::Object { len, .. } = nodes[0] else {
+        return false;
+    };
+    let (mut typed, mut detail) = (false, false);
+    let mut i = 1;
+    for _ in 0..len {
+        if let Node::String(k) = nodes[i] {
+            typed |= k == "detail-type";
+            detail |= k == "detail" && is_event(nodes, i + 1);
+        }
+        i += 1 + node_size(&nodes[i + 1]);
+    }
+    typed && detail
 }
 
 fn top_keys(nodes: &[Node<'_>]) -> Vec<String> {
@@ -1189,6 +1276,57 @@ mod tests {
             d.record_errors[0]
                 .to_string()
                 .contains("lines.json record 1")
+        );
+    }
+
+    #[test]
+    fn cloudwatch_logs_export_lines_are_read_past_their_timestamp() {
+        let text = concat!(
+            "2024-03-01T00:00:01.000Z {\"eventName\":\"A\",\"eventID\":\"a\"}\n",
+            "2024-03-01T00:00:02.000Z {\"eventName\":\"B\",\"eventID\":\"b\"}\n",
+            "2024-03-01T00:00:03.000Z not json\n",
+        );
+        assert!(looks_like_json_lines(text.as_bytes()));
+        let mut out = BatchBuilder::new(16);
+        let d = Decoder::new()
+            .decode_file("000000", text.as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(d.records, 2);
+        assert!(d.record_errors[0].to_string().contains("000000 record 3"));
+        let (b, d) = decode("2024-03-01T00:00:01.000Z {\"eventName\":\"A\"}");
+        assert_eq!((b.num_rows(), d.records), (1, 1));
+        assert_eq!(
+            unmapped(&b, 0),
+            None,
+            "the timestamp is not part of the event"
+        );
+    }
+
+    #[test]
+    fn an_eventbridge_event_is_its_detail_with_the_envelope_kept() {
+        let envelope = r#"{"version":"0","id":"e1","detail-type":"AWS API Call via CloudTrail","source":"aws.s3","resources":[]"#;
+        let text = format!(
+            "{envelope},\"detail\":{{\"eventName\":\"A\",\"new\":1}},\"after\":true}}\n{envelope},\"detail\":{{\"eventName\":\"B\"}}}}\n"
+        );
+        let (b, d) = decode(&text);
+        assert_eq!(d.records, 2);
+        let names = b.column_by_name("eventName").unwrap().as_string::<i32>();
+        assert_eq!((names.value(0), names.value(1)), ("A", "B"));
+        assert_eq!(
+            unmapped(&b, 0).unwrap(),
+            format!(r#"{{"new":1,"eventBridgeEnvelope":{envelope},"after":true}}}}"#)
+        );
+        assert_eq!(
+            unmapped(&b, 1).unwrap(),
+            format!(r#"{{"eventBridgeEnvelope":{envelope}}}}}"#)
+        );
+        // Not CloudTrail inside: not an event.
+        let other = r#"{"detail-type":"EC2 Instance State-change Notification","detail":{"state":"running"}}"#;
+        let mut out = BatchBuilder::new(16);
+        assert!(
+            Decoder::new()
+                .decode_file("o.json", other.as_bytes(), &mut out)
+                .is_err()
         );
     }
 

@@ -278,12 +278,16 @@ pub fn classify(path: &str) -> FileKind {
         .copied()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    let stem = name.strip_suffix(".gz");
+    let name = stem.unwrap_or(&name);
+    // A CloudWatch Logs export names its files `000000.gz`, `000001.gz`, ...
+    let log_export = stem.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
     if name.contains("cloudtrail-digest") {
         FileKind::Digest
-    } else if [".json", ".jsonl", ".ndjson"]
-        .iter()
-        .any(|e| name.ends_with(e))
+    } else if log_export
+        || [".json", ".jsonl", ".ndjson"]
+            .iter()
+            .any(|e| name.ends_with(e))
     {
         FileKind::Events
     } else {
@@ -319,6 +323,10 @@ mod tests {
         assert_eq!(classify(config), FileKind::OtherService);
         assert_eq!(classify("exports/events.ndjson"), FileKind::Events);
         assert_eq!(classify("exports/README.md"), FileKind::NotJson);
+        let log_export = "exports/d1c1b2a3/123456789012_CloudTrail_us-east-1/000000.gz";
+        assert_eq!(classify(log_export), FileKind::Events);
+        assert_eq!(classify("exports/aws-logs-write-test"), FileKind::NotJson);
+        assert_eq!(classify("logs/access.log.gz"), FileKind::NotJson);
     }
 
     #[test]
