@@ -37,6 +37,8 @@ const MAX_DEPTH: usize = 1024;
 
 /// Per-thread decoding state, reused across documents so the hot path allocates nothing.
 pub struct Decoder {
+    /// Top-level fields decoded (bit `i` for `RECORD[i]`); the others are stepped over.
+    wanted: u64,
     buffers: Buffers,
     work: Vec<u8>,
     tape: Option<Tape<'static>>,
@@ -62,12 +64,21 @@ pub struct Decoded {
 impl Decoder {
     pub fn new() -> Self {
         Self {
+            wanted: u64::MAX,
             buffers: Buffers::with_max_depth(1 << 16, MAX_DEPTH),
             work: Vec::new(),
             tape: Some(Tape::null().reset()),
             unmapped: Unmapped::default(),
             scratch: Vec::new(),
         }
+    }
+
+    /// Decode only the top-level fields in `fields` (bit `i` for `RECORD[i]`), leaving the
+    /// others null and out of `_unmapped`: for a query that reads a few columns. `None`
+    /// decodes every field, as conversion must.
+    pub fn decoding_only(mut self, fields: Option<u64>) -> Self {
+        self.wanted = fields.unwrap_or(u64::MAX);
+        self
     }
 
     /// Decode the (inflated) contents of one file into `out`.
@@ -267,6 +278,7 @@ impl Decoder {
                     s: 0,
                     un: &mut self.unmapped,
                     scratch: &mut self.scratch,
+                    wanted: self.wanted,
                 };
                 walk.document(out, decoded, top_level)
             }
@@ -451,6 +463,7 @@ struct Walk<'a, 'n> {
     s: usize,
     un: &'a mut Unmapped,
     scratch: &'a mut Vec<u8>,
+    wanted: u64,
 }
 
 impl<'a, 'n> Walk<'a, 'n> {
@@ -550,7 +563,7 @@ impl<'a, 'n> Walk<'a, 'n> {
     /// unmapped object under [`ENVELOPE_KEY`].
     fn event_in(&mut self, out: &mut BatchBuilder, envelope: Option<&[u8]>) {
         self.un.clear();
-        self.object(RECORD, &mut out.root);
+        self.object(RECORD, &mut out.root, self.wanted);
         if let Some(envelope) = envelope {
             self.un.entry(ENVELOPE_KEY, envelope);
         }
@@ -652,8 +665,9 @@ impl<'a, 'n> Walk<'a, 'n> {
         self.un.entry(key, value);
     }
 
-    /// Decode the object at the cursor into a struct column.
-    fn object(&mut self, specs: &'static [FieldSpec], col: &mut StructCol) {
+    /// Decode the object at the cursor into a struct column; fields not in `wanted` (bit `i`
+    /// for `specs[i]`) are stepped over and left null.
+    fn object(&mut self, specs: &'static [FieldSpec], col: &mut StructCol, wanted: u64) {
         let Node::Object { len, .. } = self.nodes[self.t] else {
             unreachable!()
         };
@@ -665,6 +679,10 @@ impl<'a, 'n> Walk<'a, 'n> {
             let key_s = self.s;
             let key = self.key();
             match find_field(specs, key, hint) {
+                Some(i) if wanted & (1 << i) == 0 => {
+                    hint = i + 1;
+                    self.skip_value();
+                }
                 Some(i) if seen & (1 << i) == 0 => {
                     seen |= 1 << i;
                     hint = i + 1;
@@ -732,7 +750,7 @@ impl<'a, 'n> Walk<'a, 'n> {
                     unreachable!()
                 };
                 self.un.enter(spec.name);
-                self.object(children, sc);
+                self.object(children, sc, u64::MAX);
                 self.un.leave();
             }
             (Col::List(lc), Node::Array { len, .. }) => {
@@ -746,7 +764,7 @@ impl<'a, 'n> Walk<'a, 'n> {
                 for _ in 0..len {
                     if matches!(self.nodes[self.t], Node::Object { .. }) {
                         self.un.enter("");
-                        self.object(children, &mut lc.item);
+                        self.object(children, &mut lc.item, u64::MAX);
                         self.un.leave();
                     } else {
                         self.skip_value();
@@ -1327,6 +1345,31 @@ mod tests {
             Decoder::new()
                 .decode_file("o.json", other.as_bytes(), &mut out)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn decoding_only_some_fields_leaves_the_others_null() {
+        let text =
+            r#"[{"eventName":"A","eventSource":"s","readOnly":"odd","new":1,"eventName":"B"}]"#;
+        let name = RECORD.iter().position(|f| f.name == "eventName").unwrap();
+        let mut out = BatchBuilder::new(16);
+        let d = Decoder::new()
+            .decoding_only(Some(1 << name))
+            .decode_file("t.json", text.as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(d.records, 1);
+        let b = &out.flush()[0];
+        let names = b.column_by_name("eventName").unwrap().as_string::<i32>();
+        assert_eq!(names.value(0), "A");
+        assert!(b.column_by_name("eventSource").unwrap().is_null(0));
+        assert!(b.column_by_name("readOnly").unwrap().is_null(0));
+        // Every field decoded: the same record in full.
+        let (full, _) = decode(text);
+        assert_eq!(full.column_by_name("eventSource").unwrap().null_count(), 0);
+        assert_eq!(
+            unmapped(&full, 0).unwrap(),
+            r#"{"readOnly":"odd","new":1,"eventName":"B"}"#
         );
     }
 

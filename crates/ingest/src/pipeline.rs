@@ -31,6 +31,9 @@ pub struct IngestOptions {
     pub read_ahead_bytes: usize,
     /// Object-store requests in flight.
     pub fetch_concurrency: usize,
+    /// Decode only these top-level fields (bit `i` for `RECORD[i]`), the others left null:
+    /// for queries that read a few columns. `None` (conversion) decodes every field.
+    pub decode_only: Option<u64>,
 }
 
 impl Default for IngestOptions {
@@ -41,6 +44,7 @@ impl Default for IngestOptions {
             max_file_size: 2 << 30,
             read_ahead_bytes: 64 << 20,
             fetch_concurrency: 32,
+            decode_only: None,
         }
     }
 }
@@ -135,7 +139,7 @@ fn decode_worker(
     tx: &mpsc::Sender<Message>,
     options: &IngestOptions,
 ) {
-    let mut decoder = Decoder::new();
+    let mut decoder = Decoder::new().decoding_only(options.decode_only);
     let mut inflater = Inflater::new();
     let mut inflated = Vec::new();
     let mut builder = BatchBuilder::new(options.batch_size);
@@ -159,7 +163,7 @@ fn decode_worker(
             let ready = builder.take_ready();
             builder = BatchBuilder::new(options.batch_size);
             builder.push_ready(ready);
-            decoder = Decoder::new();
+            decoder = Decoder::new().decoding_only(options.decode_only);
             let reason = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -297,29 +301,39 @@ fn decode_split(
     for group in runs.chunks(options.threads.max(1) * 2) {
         let results: Vec<(Vec<RecordBatch>, Decoded)> = group
             .par_iter()
-            .map_init(Decoder::new, |dec, run| {
-                let mut local = BatchBuilder::new(options.batch_size);
-                let decoded = match *run {
-                    Run::Events(a, b) => {
-                        let mut doc = Vec::with_capacity(b - a + 2);
-                        doc.push(b'[');
-                        doc.extend_from_slice(&text[a..b]);
-                        doc.push(b']');
-                        dec.decode_events(name, &doc, &mut local)
-                    }
-                    Run::Lines {
-                        start,
-                        end,
-                        first_line,
-                    } => {
-                        let mut decoded = Decoded::default();
-                        let lines = &text[start..end];
-                        dec.decode_lines(name, lines, start, first_line, &mut local, &mut decoded);
-                        decoded
-                    }
-                };
-                (local.flush(), decoded)
-            })
+            .map_init(
+                || Decoder::new().decoding_only(options.decode_only),
+                |dec, run| {
+                    let mut local = BatchBuilder::new(options.batch_size);
+                    let decoded = match *run {
+                        Run::Events(a, b) => {
+                            let mut doc = Vec::with_capacity(b - a + 2);
+                            doc.push(b'[');
+                            doc.extend_from_slice(&text[a..b]);
+                            doc.push(b']');
+                            dec.decode_events(name, &doc, &mut local)
+                        }
+                        Run::Lines {
+                            start,
+                            end,
+                            first_line,
+                        } => {
+                            let mut decoded = Decoded::default();
+                            let lines = &text[start..end];
+                            dec.decode_lines(
+                                name,
+                                lines,
+                                start,
+                                first_line,
+                                &mut local,
+                                &mut decoded,
+                            );
+                            decoded
+                        }
+                    };
+                    (local.flush(), decoded)
+                },
+            )
             .collect();
         for (batches, decoded) in results {
             total.records += decoded.records;

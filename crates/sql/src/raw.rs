@@ -86,10 +86,12 @@ impl TableProvider for RawTrailTable {
             .filter(|f| delivery_may_hold(f.path_date, lo, hi))
             .cloned()
             .collect();
+        let mut options = self.options.clone();
+        options.decode_only = decode_only(projection);
         let partition = Arc::new(RawPartition {
             schema: self.schema(),
             files: Arc::new(files),
-            options: self.options.clone(),
+            options,
             skipped: self.skipped.clone(),
         });
         Ok(Arc::new(StreamingTableExec::try_new(
@@ -137,6 +139,18 @@ impl PartitionStream for RawPartition {
         });
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
+}
+
+/// The top-level fields the decoder must fill for `projection` (the columns the query reads,
+/// those of its filters included): `None`, every field, when `_unmapped` is read, since it
+/// holds what the other fields could not.
+fn decode_only(projection: Option<&Vec<usize>>) -> Option<u64> {
+    let fields = trailql_schema::RECORD.len();
+    let projection = projection?;
+    if projection.iter().any(|&i| i >= fields) {
+        return None;
+    }
+    Some(projection.iter().fold(0, |mask, &i| mask | 1 << i))
 }
 
 /// Whether a file delivered on `date` may hold events in `[lo, hi]` (microseconds, UTC).
@@ -259,6 +273,23 @@ mod tests {
 
     fn ts(s: &str) -> i64 {
         trailql_schema::time::parse(s).unwrap().micros
+    }
+
+    #[test]
+    fn the_decoder_fills_the_projected_fields_or_all_when_unmapped_is_read() {
+        let fields = trailql_schema::RECORD.len();
+        assert_eq!(decode_only(None), None);
+        assert_eq!(decode_only(Some(&vec![0, 3])), Some(0b1001));
+        assert_eq!(
+            decode_only(Some(&vec![3, fields])),
+            None,
+            "_unmapped is last"
+        );
+        assert_eq!(
+            decode_only(Some(&vec![])),
+            Some(0),
+            "count(*) reads no field"
+        );
     }
 
     #[test]
