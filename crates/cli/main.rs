@@ -5,6 +5,7 @@ mod export;
 mod generate;
 mod lake;
 mod progress;
+mod results;
 mod sql;
 
 use std::process::ExitCode;

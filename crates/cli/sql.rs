@@ -1,13 +1,13 @@
 //! `trailql query` and `trailql shell`: SQL over a dataset or raw archives.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
+
+use crate::results::{Format, ResultSink};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use trailql_ingest::{IngestOptions, StoreOptions};
@@ -66,14 +66,6 @@ pub struct QueryArgs {
     /// Write the result to a file instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Format {
-    Table,
-    Csv,
-    Json,
-    Parquet,
 }
 
 /// Interactive SQL over trail data, with line editing, history and multi-line statements.
@@ -172,254 +164,6 @@ pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
 fn clean(e: datafusion::error::DataFusionError) -> anyhow::Error {
     let root = e.find_root().to_string();
     anyhow::anyhow!("{}", root.lines().next().unwrap_or_default())
-}
-
-/// Where `trailql query` writes results: every statement's in the text formats (as `psql -f`
-/// does), the last one's in Parquet (one file holds one table). Rows are written as they come,
-/// except in a table, which needs every row to size its columns.
-enum ResultSink {
-    Table {
-        out: Box<dyn Write>,
-        schema: arrow::datatypes::SchemaRef,
-        batches: Vec<RecordBatch>,
-    },
-    Csv {
-        out: Box<dyn Write>,
-    },
-    Json {
-        out: Box<dyn Write>,
-    },
-    Parquet {
-        path: PathBuf,
-        writer: Option<Box<parquet::arrow::ArrowWriter<std::fs::File>>>,
-    },
-}
-
-impl ResultSink {
-    fn new(format: Format, output: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        let out = || -> anyhow::Result<Box<dyn Write>> {
-            Ok(match output {
-                Some(path) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(path).with_context(|| format!("{}", path.display()))?,
-                )),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            })
-        };
-        Ok(match format {
-            Format::Table => ResultSink::Table {
-                out: out()?,
-                schema: std::sync::Arc::new(arrow::datatypes::Schema::empty()),
-                batches: Vec::new(),
-            },
-            Format::Csv => ResultSink::Csv { out: out()? },
-            Format::Json => ResultSink::Json { out: out()? },
-            Format::Parquet => ResultSink::Parquet {
-                path: output.context("--format parquet needs -o FILE")?.into(),
-                writer: None,
-            },
-        })
-    }
-
-    fn every_result(&self) -> bool {
-        !matches!(self, ResultSink::Parquet { .. })
-    }
-
-    fn begin(&mut self, schema: arrow::datatypes::SchemaRef) -> anyhow::Result<()> {
-        let schema = unions_as_text(&RecordBatch::new_empty(schema))?.schema();
-        match self {
-            ResultSink::Table {
-                schema: shown,
-                batches,
-                ..
-            } => {
-                *shown = schema;
-                batches.clear();
-            }
-            // The header, also for a result without rows.
-            ResultSink::Csv { out } => arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(out)
-                .write(&nested_as_json(&RecordBatch::new_empty(schema))?)?,
-            ResultSink::Json { .. } => {}
-            ResultSink::Parquet { path, writer } => {
-                let file =
-                    std::fs::File::create(&*path).with_context(|| format!("{}", path.display()))?;
-                *writer = Some(Box::new(parquet::arrow::ArrowWriter::try_new(
-                    file, schema, None,
-                )?));
-            }
-        }
-        Ok(())
-    }
-
-    fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
-        let batch = &unions_as_text(batch)?;
-        match self {
-            ResultSink::Table { batches, .. } => batches.push(batch.clone()),
-            ResultSink::Csv { out } => arrow::csv::WriterBuilder::new()
-                .with_header(false)
-                .build(out)
-                .write(&nested_as_json(batch)?)?,
-            ResultSink::Json { out } => {
-                let mut w = arrow::json::LineDelimitedWriter::new(out);
-                w.write(batch)?;
-                w.finish()?;
-            }
-            ResultSink::Parquet { writer, .. } => {
-                writer.as_mut().expect("begun").write(batch)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn end(&mut self) -> anyhow::Result<()> {
-        if let ResultSink::Table {
-            out,
-            schema,
-            batches,
-        } = self
-        {
-            // With the schema, a result without rows still shows its header.
-            let table =
-                arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)?;
-            writeln!(out, "{table}")?;
-            batches.clear();
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> anyhow::Result<()> {
-        match self {
-            ResultSink::Table { mut out, .. }
-            | ResultSink::Csv { mut out }
-            | ResultSink::Json { mut out } => out.flush()?,
-            ResultSink::Parquet { path, writer } => match writer {
-                Some(w) => {
-                    w.close()?;
-                }
-                None => anyhow::bail!(
-                    "{}: the last statement returned no table to write",
-                    path.display()
-                ),
-            },
-        }
-        Ok(())
-    }
-}
-
-/// The batch with its union columns as text: `requestParameters->'key'` gives a union of the
-/// JSON types, which no output format holds and a table shows as `{str=...}`. A row becomes its
-/// value's text (a string's characters, an object's JSON), or null.
-fn unions_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
-    use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
-    use arrow::datatypes::{DataType, Field, Schema};
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    if !batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| matches!(f.data_type(), DataType::Union(..)))
-    {
-        return Ok(batch.clone());
-    }
-    let mut fields = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        let DataType::Union(variants, _) = field.data_type() else {
-            fields.push(field.clone());
-            columns.push(column.clone());
-            continue;
-        };
-        let union = column.as_union();
-        let options = FormatOptions::default();
-        // Per variant: its formatter and its nulls (logical: a `Null` variant is all null).
-        let variants = variants
-            .iter()
-            .map(|(id, _)| {
-                let child = union.child(id);
-                let formatter = ArrayFormatter::try_new(child, &options)?;
-                Ok((id, formatter, child.logical_nulls()))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut text = StringBuilder::new();
-        for row in 0..union.len() {
-            let id = union.type_id(row);
-            let at = union.value_offset(row);
-            match variants.iter().find(|(i, ..)| *i == id) {
-                Some((_, f, nulls)) if !nulls.as_ref().is_some_and(|n| n.is_null(at)) => {
-                    text.append_value(f.value(at).to_string())
-                }
-                _ => text.append_null(),
-            }
-        }
-        fields.push(std::sync::Arc::new(Field::new(
-            field.name(),
-            DataType::Utf8,
-            true,
-        )));
-        columns.push(std::sync::Arc::new(text.finish()));
-    }
-    Ok(RecordBatch::try_new(
-        std::sync::Arc::new(Schema::new(fields)),
-        columns,
-    )?)
-}
-
-/// The batch with its struct, list and map columns as JSON text, which CSV can hold.
-fn nested_as_json(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
-    use arrow::array::{Array, ArrayRef, StringBuilder};
-    use arrow::datatypes::{DataType, Field, Schema};
-    let nested = |t: &DataType| t.is_nested();
-    if !batch
-        .schema()
-        .fields()
-        .iter()
-        .any(|f| nested(f.data_type()))
-    {
-        return Ok(batch.clone());
-    }
-    let mut fields = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if !nested(field.data_type()) {
-            fields.push(field.clone());
-            columns.push(column.clone());
-            continue;
-        }
-        // One JSON object per row, `{"v":...}`, or `{}` where the value is null.
-        let one = RecordBatch::try_new(
-            std::sync::Arc::new(Schema::new(vec![Field::new(
-                "v",
-                field.data_type().clone(),
-                true,
-            )])),
-            vec![column.clone()],
-        )?;
-        let mut lines = Vec::new();
-        let mut w = arrow::json::LineDelimitedWriter::new(&mut lines);
-        w.write(&one)?;
-        w.finish()?;
-        let mut text = StringBuilder::new();
-        for (row, line) in std::str::from_utf8(&lines)?.lines().enumerate() {
-            match line
-                .strip_prefix(r#"{"v":"#)
-                .and_then(|l| l.strip_suffix('}'))
-            {
-                Some(value) if column.is_valid(row) => text.append_value(value),
-                _ => text.append_null(),
-            }
-        }
-        fields.push(std::sync::Arc::new(Field::new(
-            field.name(),
-            DataType::Utf8,
-            true,
-        )));
-        columns.push(std::sync::Arc::new(text.finish()));
-    }
-    Ok(RecordBatch::try_new(
-        std::sync::Arc::new(Schema::new(fields)),
-        columns,
-    )?)
 }
 
 /// Statements of a script, split at `;` outside quotes and comments.
@@ -587,16 +331,7 @@ fn run_interactive(
     match result {
         Ok((schema, shown, rows)) => {
             if !schema.fields().is_empty() {
-                let table = shown
-                    .iter()
-                    .map(unions_as_text)
-                    .collect::<anyhow::Result<Vec<_>>>()
-                    .and_then(|batches| {
-                        let schema = unions_as_text(&RecordBatch::new_empty(schema))?.schema();
-                        Ok(arrow::util::pretty::pretty_format_batches_with_schema(
-                            schema, &batches,
-                        )?)
-                    });
+                let table = crate::results::table(schema, &shown);
                 match table {
                     Ok(table) => println!("{table}"),
                     Err(e) => eprintln!("error: {e}"),
