@@ -488,7 +488,7 @@ impl<'a, 'n> Walk<'a, 'n> {
                 decoded.records += 1;
                 Ok(())
             }
-            Node::Object { len, .. } if is_eventbridge(self.nodes) => {
+            Node::Object { len, .. } if is_eventbridge(self.nodes, 0) => {
                 self.eventbridge(out, len);
                 decoded.records += 1;
                 Ok(())
@@ -543,6 +543,11 @@ impl<'a, 'n> Walk<'a, 'n> {
     fn event_or_skip(&mut self, out: &mut BatchBuilder, decoded: &mut Decoded, i: usize) {
         if is_event(self.nodes, self.t) {
             self.event(out);
+            decoded.records += 1;
+        } else if let Node::Object { len, .. } = self.nodes[self.t]
+            && is_eventbridge(self.nodes, self.t)
+        {
+            self.eventbridge(out, len);
             decoded.records += 1;
         } else {
             let (a, _) = self.skip_value();
@@ -820,15 +825,15 @@ fn is_event(nodes: &[Node<'_>], t: usize) -> bool {
     false
 }
 
-/// Whether the document is an EventBridge event wrapping a CloudTrail event (`"detail-type":
+/// Whether the node at `t` is an EventBridge event wrapping a CloudTrail event (`"detail-type":
 /// "AWS API Call via CloudTrail"` and the event under `"detail"`), as rules deliver them to
 /// Firehose, SQS or CloudWatch Logs.
-fn is_eventbridge(nodes: &[Node<'_>]) -> bool {
-    let Node::Object { len, .. } = nodes[0] else {
+fn is_eventbridge(nodes: &[Node<'_>], t: usize) -> bool {
+    let Node::Object { len, .. } = nodes[t] else {
         return false;
     };
     let (mut typed, mut detail) = (false, false);
-    let mut i = 1;
+    let mut i = t + 1;
     for _ in 0..len {
         if let Node::String(k) = nodes[i] {
             typed |= k == "detail-type";
@@ -1338,6 +1343,10 @@ mod tests {
             unmapped(&b, 1).unwrap(),
             format!(r#"{{"eventBridgeEnvelope":{envelope}}}}}"#)
         );
+        // In an array too.
+        let array = format!("[{envelope},\"detail\":{{\"eventName\":\"C\"}}}}]");
+        let (b, d) = decode(&array);
+        assert_eq!((b.num_rows(), d.records), (1, 1));
         // Not CloudTrail inside: not an event.
         let other = r#"{"detail-type":"EC2 Instance State-change Notification","detail":{"state":"running"}}"#;
         let mut out = BatchBuilder::new(16);
