@@ -365,36 +365,44 @@ enum Run {
 /// when the file is none of these, or damaged: it is then read in one pass, which salvages.
 fn split_runs(text: &[u8]) -> Option<Vec<Run>> {
     let body_start = text.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    let whole = [(body_start, text.len())];
-    let spans = event_spans(&text[body_start..]);
-    let docs = if spans.len() >= 2 && ends_cleanly(&text[body_start..], &spans) {
-        whole.to_vec()
-    } else if looks_like_json_lines(&text[body_start..]) {
-        return Some(line_runs(text));
-    } else {
-        let (docs, end) = documents(text);
-        if docs.len() < 2 || end != text.len() {
-            return None;
-        }
-        docs
-    };
+    let body = &text[body_start..];
     let mut runs = Vec::new();
+    let spans = event_spans(body);
+    if spans.len() >= 2 && ends_cleanly(body, &spans) {
+        push_event_runs(&mut runs, body_start, &spans);
+        return Some(runs);
+    }
+    if looks_like_json_lines(body) {
+        return Some(line_runs(text));
+    }
+    let (docs, end) = documents(text);
+    if docs.len() < 2 || end != text.len() {
+        return None;
+    }
     for (a, b) in docs {
         let doc = &text[a..b];
         let spans = event_spans(doc);
         if spans.is_empty() || !ends_cleanly(doc, &spans) {
             return None;
         }
-        let mut run_start = spans[0].0;
-        for w in spans.windows(2) {
-            if w[1].1 - run_start > SPLIT_RUN {
-                runs.push(Run::Events(a + run_start, a + w[0].1));
-                run_start = w[1].0;
-            }
-        }
-        runs.push(Run::Events(a + run_start, a + spans[spans.len() - 1].1));
+        push_event_runs(&mut runs, a, &spans);
     }
     Some(runs)
+}
+
+/// Group the events `spans` of a document at `base` into runs of about [`SPLIT_RUN`] bytes.
+fn push_event_runs(runs: &mut Vec<Run>, base: usize, spans: &[(usize, usize)]) {
+    let mut run_start = spans[0].0;
+    for w in spans.windows(2) {
+        if w[1].1 - run_start > SPLIT_RUN {
+            runs.push(Run::Events(base + run_start, base + w[0].1));
+            run_start = w[1].0;
+        }
+    }
+    runs.push(Run::Events(
+        base + run_start,
+        base + spans[spans.len() - 1].1,
+    ));
 }
 
 /// Whether nothing but the closing `]` or `]}` follows the last event of a document.
