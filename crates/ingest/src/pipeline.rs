@@ -305,32 +305,7 @@ fn decode_split(
                 || Decoder::new().decoding_only(options.decode_only),
                 |dec, run| {
                     let mut local = BatchBuilder::new(options.batch_size);
-                    let decoded = match *run {
-                        Run::Events(a, b) => {
-                            let mut doc = Vec::with_capacity(b - a + 2);
-                            doc.push(b'[');
-                            doc.extend_from_slice(&text[a..b]);
-                            doc.push(b']');
-                            dec.decode_events(name, &doc, &mut local)
-                        }
-                        Run::Lines {
-                            start,
-                            end,
-                            first_line,
-                        } => {
-                            let mut decoded = Decoded::default();
-                            let lines = &text[start..end];
-                            dec.decode_lines(
-                                name,
-                                lines,
-                                start,
-                                first_line,
-                                &mut local,
-                                &mut decoded,
-                            );
-                            decoded
-                        }
-                    };
+                    let decoded = run.decode(dec, name, text, &mut local);
                     (local.flush(), decoded)
                 },
             )
@@ -352,12 +327,58 @@ fn decode_split(
 enum Run {
     /// Complete events, back to back with commas between (bytes `a..b`).
     Events(usize, usize),
+    /// One complete document of several back to back (bytes `a..b`), of any shape.
+    Document(usize, usize),
     /// Whole lines of a file of one event (or one document) per line.
     Lines {
         start: usize,
         end: usize,
         first_line: usize,
     },
+}
+
+impl Run {
+    /// Decode this run of `text`, a file named `name`, into `out`.
+    fn decode(
+        &self,
+        dec: &mut Decoder,
+        name: &str,
+        text: &[u8],
+        out: &mut BatchBuilder,
+    ) -> Decoded {
+        match *self {
+            Run::Events(a, b) => {
+                let mut doc = Vec::with_capacity(b - a + 2);
+                doc.push(b'[');
+                doc.extend_from_slice(&text[a..b]);
+                doc.push(b']');
+                dec.decode_events(name, &doc, out)
+            }
+            Run::Document(a, b) => {
+                dec.decode_file(name, &text[a..b], out)
+                    .unwrap_or_else(|e| Decoded {
+                        records: 0,
+                        record_errors: vec![e],
+                    })
+            }
+            Run::Lines {
+                start,
+                end,
+                first_line,
+            } => {
+                let mut decoded = Decoded::default();
+                dec.decode_lines(
+                    name,
+                    &text[start..end],
+                    start,
+                    first_line,
+                    out,
+                    &mut decoded,
+                );
+                decoded
+            }
+        }
+    }
 }
 
 /// Cut a large file into runs of about [`SPLIT_RUN`] bytes: the events of a `{"Records":[...]}`
@@ -382,10 +403,12 @@ fn split_runs(text: &[u8]) -> Option<Vec<Run>> {
     for (a, b) in docs {
         let doc = &text[a..b];
         let spans = event_spans(doc);
-        if spans.is_empty() || !ends_cleanly(doc, &spans) {
-            return None;
+        if spans.len() >= 2 && ends_cleanly(doc, &spans) {
+            push_event_runs(&mut runs, a, &spans);
+        } else {
+            // An empty or one-event delivery, an event, an EventBridge event: read whole.
+            runs.push(Run::Document(a, b));
         }
-        push_event_runs(&mut runs, a, &spans);
     }
     Some(runs)
 }
@@ -408,12 +431,12 @@ fn push_event_runs(runs: &mut Vec<Run>, base: usize, spans: &[(usize, usize)]) {
 /// Whether nothing but the closing `]` or `]}` follows the last event of a document.
 fn ends_cleanly(doc: &[u8], spans: &[(usize, usize)]) -> bool {
     spans.last().is_some_and(|&(_, end)| {
-        let tail: Vec<u8> = doc[end..]
-            .iter()
-            .copied()
-            .filter(|b| !b.is_ascii_whitespace())
-            .collect();
-        tail == b"]" || tail == b"]}"
+        // At most three characters are looked at: the rest may be many more documents.
+        let mut tail = doc[end..].iter().filter(|b| !b.is_ascii_whitespace());
+        matches!(
+            (tail.next(), tail.next(), tail.next()),
+            (Some(b']'), None, _) | (Some(b']'), Some(b'}'), None)
+        )
     })
 }
 
@@ -451,27 +474,7 @@ mod tests {
         let mut out = BatchBuilder::new(1 << 16);
         let mut decoder = Decoder::new();
         for run in runs {
-            let decoded = match *run {
-                Run::Events(a, b) => {
-                    decoder.decode_events("t", &[b"[", &text[a..b], b"]"].concat(), &mut out)
-                }
-                Run::Lines {
-                    start,
-                    end,
-                    first_line,
-                } => {
-                    let mut d = Decoded::default();
-                    decoder.decode_lines(
-                        "t",
-                        &text[start..end],
-                        start,
-                        first_line,
-                        &mut out,
-                        &mut d,
-                    );
-                    d
-                }
-            };
+            let decoded = run.decode(&mut decoder, "t", text, &mut out);
             assert!(
                 decoded.record_errors.is_empty(),
                 "{:?}",
@@ -499,7 +502,10 @@ mod tests {
             ("an array", format!("[{}]", events.join(",\n"))),
             (
                 "documents back to back",
-                records(&events[..n / 2]) + &records(&events[n / 2..]),
+                records(&events[..n / 2])
+                    + &records(&[])
+                    + &records(&events[n / 2..n - 1])
+                    + &events[n - 1],
             ),
             ("one event per line", events.join("\n") + "\n"),
         ];
