@@ -309,3 +309,23 @@ fn a_query_over_damaged_raw_files_answers_names_them_and_exits_1() {
         "{err}"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    use std::io::Read;
+    // `trailql query ... | head -1`: several MB of CSV, of which the reader takes one line.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trailql"))
+        .args(["query", &data_dir().display().to_string()])
+        .args(["SELECT * FROM cloudtrail", "--format", "csv"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is closed here, with most of the output unwritten.
+    let out = child.wait_with_output().unwrap();
+    assert!(first.starts_with(b"eventVersion,"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}

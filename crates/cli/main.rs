@@ -79,6 +79,14 @@ pub fn output_location(
 
 /// An error and its causes on one line, each cause once: object-store errors repeat their
 /// source's text in their own, which would print a response body several times.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn error_text(e: &anyhow::Error) -> String {
     let mut kept: Vec<String> = Vec::new();
     for cause in e.chain() {
@@ -119,6 +127,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // The reader of the output went away (`trailql ... | head`): done, as ripgrep does.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("trailql: error: {}", error_text(&e));
             ExitCode::from(EXIT_FAILED)

@@ -81,10 +81,10 @@ impl ResultSink {
                 batches.clear();
             }
             // The header, also for a result without rows.
-            ResultSink::Csv { out } => arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(out)
-                .write(&nested_as_json(&RecordBatch::new_empty(schema))?)?,
+            ResultSink::Csv { out } => {
+                let header = nested_as_json(&RecordBatch::new_empty(schema))?;
+                out.write_all(&csv(&header, true)?)?;
+            }
             ResultSink::Json { .. } => {}
             ResultSink::Parquet { path, writer } => {
                 let file =
@@ -101,14 +101,13 @@ impl ResultSink {
         let batch = &unions_as_text(batch)?;
         match self {
             ResultSink::Table { batches, .. } => batches.push(batch.clone()),
-            ResultSink::Csv { out } => arrow::csv::WriterBuilder::new()
-                .with_header(false)
-                .build(out)
-                .write(&nested_as_json(batch)?)?,
+            ResultSink::Csv { out } => out.write_all(&csv(&nested_as_json(batch)?, false)?)?,
             ResultSink::Json { out } => {
-                let mut w = arrow::json::LineDelimitedWriter::new(out);
+                let mut lines = Vec::new();
+                let mut w = arrow::json::LineDelimitedWriter::new(&mut lines);
                 w.write(batch)?;
                 w.finish()?;
+                out.write_all(&lines)?;
             }
             ResultSink::Parquet { writer, .. } => {
                 writer.as_mut().expect("begun").write(batch)?;
@@ -147,6 +146,17 @@ impl ResultSink {
         }
         Ok(())
     }
+}
+
+/// A batch as CSV text. Formatted in memory and written by the caller, so that a write error
+/// keeps its kind (a reader gone away, `| head`, is not a failure).
+fn csv(batch: &RecordBatch, header: bool) -> anyhow::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    arrow::csv::WriterBuilder::new()
+        .with_header(header)
+        .build(&mut text)
+        .write(batch)?;
+    Ok(text)
 }
 
 /// A result as a table, unions shown as text; with the schema, a result without rows still
