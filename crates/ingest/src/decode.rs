@@ -212,11 +212,10 @@ impl Decoder {
     }
 
     /// Decode a contiguous run of events, `[e1,e2,...]` as bytes (used to split large files).
+    /// A damaged event costs itself only: the run is then read event by event.
     pub fn decode_events(&mut self, file: &str, events: &[u8], out: &mut BatchBuilder) -> Decoded {
         let mut decoded = Decoded::default();
-        if let Err(e) = self.decode_document(file, events, out, &mut decoded, false) {
-            decoded.record_errors.push(e.into_error(file, 0, 0));
-        }
+        self.decode_part(file, events, 0, out, &mut decoded);
         decoded
     }
 

@@ -60,6 +60,23 @@ impl IngestError {
         }
     }
 
+    /// Move an error found in a part of a file to the file: its byte offset by `offset`, its
+    /// record number by `first_record` (the part's first record in the file).
+    pub fn relocate(&mut self, offset: isize, first_record: usize) {
+        match self {
+            IngestError::InvalidJson {
+                record, offset: at, ..
+            } => {
+                *at = at.saturating_add_signed(offset);
+                *record = record.map(|r| r + first_record);
+            }
+            IngestError::NotCloudTrail { record, .. } => {
+                *record = record.map(|r| r + first_record);
+            }
+            _ => {}
+        }
+    }
+
     /// A short name of the kind of error, for summaries.
     pub fn kind(&self) -> &'static str {
         match self {

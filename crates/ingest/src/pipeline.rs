@@ -325,8 +325,13 @@ fn decode_split(
 
 /// A part of a large file decoded on its own.
 enum Run {
-    /// Complete events, back to back with commas between (bytes `a..b`).
-    Events(usize, usize),
+    /// Complete events, back to back with commas between (bytes `start..end`), the first of
+    /// them record `first_record` of its document.
+    Events {
+        start: usize,
+        end: usize,
+        first_record: usize,
+    },
     /// One complete document of several back to back (bytes `a..b`), of any shape.
     Document(usize, usize),
     /// Whole lines of a file of one event (or one document) per line.
@@ -347,19 +352,33 @@ impl Run {
         out: &mut BatchBuilder,
     ) -> Decoded {
         match *self {
-            Run::Events(a, b) => {
-                let mut doc = Vec::with_capacity(b - a + 2);
+            Run::Events {
+                start,
+                end,
+                first_record,
+            } => {
+                let mut doc = Vec::with_capacity(end - start + 2);
                 doc.push(b'[');
-                doc.extend_from_slice(&text[a..b]);
+                doc.extend_from_slice(&text[start..end]);
                 doc.push(b']');
-                dec.decode_events(name, &doc, out)
+                let mut decoded = dec.decode_events(name, &doc, out);
+                // Positions in the file, not in the run (whose `[` is not in the file).
+                for e in &mut decoded.record_errors {
+                    e.relocate(start as isize - 1, first_record);
+                }
+                decoded
             }
             Run::Document(a, b) => {
-                dec.decode_file(name, &text[a..b], out)
-                    .unwrap_or_else(|e| Decoded {
-                        records: 0,
-                        record_errors: vec![e],
-                    })
+                let mut decoded =
+                    dec.decode_file(name, &text[a..b], out)
+                        .unwrap_or_else(|e| Decoded {
+                            records: 0,
+                            record_errors: vec![e],
+                        });
+                for e in &mut decoded.record_errors {
+                    e.relocate(a as isize, 0);
+                }
+                decoded
             }
             Run::Lines {
                 start,
@@ -415,17 +434,22 @@ fn split_runs(text: &[u8]) -> Option<Vec<Run>> {
 
 /// Group the events `spans` of a document at `base` into runs of about [`SPLIT_RUN`] bytes.
 fn push_event_runs(runs: &mut Vec<Run>, base: usize, spans: &[(usize, usize)]) {
-    let mut run_start = spans[0].0;
-    for w in spans.windows(2) {
-        if w[1].1 - run_start > SPLIT_RUN {
-            runs.push(Run::Events(base + run_start, base + w[0].1));
-            run_start = w[1].0;
+    let mut first = 0;
+    for i in 1..spans.len() {
+        if spans[i].1 - spans[first].0 > SPLIT_RUN {
+            runs.push(Run::Events {
+                start: base + spans[first].0,
+                end: base + spans[i - 1].1,
+                first_record: first,
+            });
+            first = i;
         }
     }
-    runs.push(Run::Events(
-        base + run_start,
-        base + spans[spans.len() - 1].1,
-    ));
+    runs.push(Run::Events {
+        start: base + spans[first].0,
+        end: base + spans[spans.len() - 1].1,
+        first_record: first,
+    });
 }
 
 /// Whether nothing but the closing `]` or `]}` follows the last event of a document.
@@ -519,6 +543,49 @@ mod tests {
         assert!(split_runs(&whole.as_bytes()[..whole.len() - 100]).is_none());
         let two = records(&events[..10]) + &records(&events[10..]);
         assert!(split_runs(&two.as_bytes()[..two.len() - 100]).is_none());
+    }
+
+    #[test]
+    fn errors_in_a_cut_file_name_the_record_and_offset_in_the_file() {
+        let mut events: Vec<Vec<u8>> = (0..30_000).map(|i| event(i).into_bytes()).collect();
+        events[20_000] = br#"{"other":1}"#.to_vec();
+        events[25_000] = b"{\"eventName\":\"bad \xff\"}".to_vec();
+        let mut text = br#"{"Records":["#.to_vec();
+        text.extend(events.join(&b',').iter());
+        text.extend(b"]}");
+        let runs = split_runs(&text).unwrap();
+        assert!(runs.len() >= 3);
+        let mut out = BatchBuilder::new(1 << 16);
+        let mut decoder = Decoder::new();
+        let errors: Vec<IngestError> = runs
+            .iter()
+            .flat_map(|run| run.decode(&mut decoder, "t", &text, &mut out).record_errors)
+            .collect();
+        let bad_at = memchr::memmem::find(&text, b"bad \xff").unwrap();
+        // Each damaged event named, beside one line on the damaged run; no good event lost.
+        assert_eq!(
+            out.flush().iter().map(|b| b.num_rows()).sum::<usize>(),
+            29_998
+        );
+        let found: Vec<(Option<usize>, Option<usize>)> = errors
+            .iter()
+            .filter(|e| !matches!(e, IngestError::InvalidJson { record: None, .. }))
+            .map(|e| match e {
+                IngestError::NotCloudTrail { record, .. } => (*record, None),
+                IngestError::InvalidJson { record, offset, .. } => (*record, Some(*offset)),
+                other => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(found.len(), 2, "{errors:?}");
+        assert_eq!(found[0], (Some(20_000), None));
+        let (record, offset) = found[1];
+        assert_eq!(record, Some(25_000));
+        let offset = offset.unwrap();
+        let event_start = bad_at - br#"{"eventName":""#.len();
+        assert!(
+            (event_start..bad_at + 6).contains(&offset),
+            "offset {offset} not in the bad event at {event_start}"
+        );
     }
 
     #[test]
