@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::builder::NullBufferBuilder;
 use arrow::array::{
-    ArrayRef, BooleanBuilder, ListArray, RecordBatch, StringBuilder, StructArray,
+    ArrayBuilder, ArrayRef, BooleanBuilder, ListArray, RecordBatch, StringBuilder, StructArray,
     TimestampMicrosecondBuilder,
 };
 use arrow::buffer::OffsetBuffer;
@@ -707,7 +707,9 @@ impl<'a, 'n> Walk<'a, 'n> {
                 Some(i) if seen & (1 << i) == 0 => {
                     seen |= 1 << i;
                     hint = i + 1;
-                    self.field(&specs[i], &mut col.children[i], key_s);
+                    let child = &mut col.children[i];
+                    child.pad_to(col.len);
+                    self.field(&specs[i], child, key_s);
                 }
                 _ => self.keep_unmapped(key_s),
             }
@@ -716,11 +718,8 @@ impl<'a, 'n> Walk<'a, 'n> {
         if len == 0 {
             self.s += 1;
         }
-        for (i, child) in col.children.iter_mut().enumerate() {
-            if seen & (1 << i) == 0 {
-                child.append_null();
-            }
-        }
+        // Fields the object lacks are not written now: a child column is padded with nulls
+        // when it next receives a value, or when the batch is cut (`StructCol`).
         col.validity.append_non_null();
         col.len += 1;
     }
@@ -1069,7 +1068,7 @@ impl BatchBuilder {
     fn finish_batch(&mut self) -> RecordBatch {
         self.rows = 0;
         let mut columns = self.root.finish_children();
-        columns.push(Arc::new(self.unmapped.finish()) as ArrayRef);
+        columns.push(Arc::new(finish_presized(&mut self.unmapped)) as ArrayRef);
         RecordBatch::try_new(arrow_schema(), columns).expect("builders follow the schema")
     }
 }
@@ -1100,27 +1099,61 @@ impl Col {
     }
 
     fn append_null(&mut self) {
+        self.append_nulls(1);
+    }
+
+    fn append_nulls(&mut self, n: usize) {
         match self {
-            Col::Str(b) | Col::Json(b) => b.append_null(),
-            Col::Bool(b) => b.append_null(),
-            Col::Time(b) => b.append_null(),
-            Col::Struct(s) => s.append_null(),
+            Col::Str(b) | Col::Json(b) => b.append_nulls(n),
+            Col::Bool(b) => b.append_nulls(n),
+            Col::Time(b) => b.append_nulls(n),
+            Col::Struct(s) => s.append_nulls(n),
             Col::List(l) => {
-                l.offsets
-                    .push(*l.offsets.last().expect("offsets start at 0"));
-                l.validity.append_null();
+                let last = *l.offsets.last().expect("offsets start at 0");
+                l.offsets.extend(std::iter::repeat_n(last, n));
+                l.validity.append_n_nulls(n);
             }
         }
     }
 
+    fn len(&self) -> usize {
+        match self {
+            Col::Str(b) | Col::Json(b) => b.len(),
+            Col::Bool(b) => b.len(),
+            Col::Time(b) => b.len(),
+            Col::Struct(s) => s.len,
+            Col::List(l) => l.offsets.len() - 1,
+        }
+    }
+
+    /// Append nulls up to `rows` rows: the rows of its struct that lacked this field.
+    #[inline]
+    fn pad_to(&mut self, rows: usize) {
+        let len = self.len();
+        if len < rows {
+            self.append_nulls(rows - len);
+        }
+    }
+
+    /// The column's array; the builder starts the next batch with room for as much as this one
+    /// held (batches of a run are alike), so it does not grow by doubling, copying and
+    /// faulting in fresh pages batch after batch.
     fn finish(&mut self) -> ArrayRef {
         match self {
-            Col::Str(b) | Col::Json(b) => Arc::new(b.finish()),
-            Col::Bool(b) => Arc::new(b.finish()),
-            Col::Time(b) => Arc::new(b.finish()),
+            Col::Str(b) | Col::Json(b) => Arc::new(finish_presized(b)),
+            Col::Bool(b) => {
+                let rows = b.len();
+                Arc::new(std::mem::replace(b, BooleanBuilder::with_capacity(rows)).finish())
+            }
+            Col::Time(b) => {
+                let next = TimestampMicrosecondBuilder::with_capacity(b.len()).with_timezone(UTC);
+                Arc::new(std::mem::replace(b, next).finish())
+            }
             Col::Struct(s) => Arc::new(s.finish()),
             Col::List(l) => {
-                let offsets = std::mem::replace(&mut l.offsets, vec![0]);
+                let mut next = Vec::with_capacity(l.offsets.len());
+                next.push(0);
+                let offsets = std::mem::replace(&mut l.offsets, next);
                 let item = l.item.finish();
                 let field = Field::new("item", DataType::Struct(struct_fields(l.item.specs)), true);
                 Arc::new(ListArray::new(
@@ -1132,6 +1165,15 @@ impl Col {
             }
         }
     }
+}
+
+/// Finish a string builder, leaving it room for as many rows and bytes as it held (up to a
+/// limit, so that one huge batch does not pin its size on every later one).
+fn finish_presized(b: &mut StringBuilder) -> arrow::array::StringArray {
+    const MAX_RESERVE: usize = 16 << 20;
+    let (rows, bytes) = (b.len(), b.values_slice().len());
+    let next = StringBuilder::with_capacity(rows, (bytes + bytes / 8).min(MAX_RESERVE));
+    std::mem::replace(b, next).finish()
 }
 
 struct StructCol {
@@ -1155,22 +1197,33 @@ impl StructCol {
         }
     }
 
+    /// Null rows; the children are padded later (see [`Col::pad_to`]).
     fn append_null(&mut self) {
-        self.children.iter_mut().for_each(Col::append_null);
-        self.validity.append_null();
-        self.len += 1;
+        self.append_nulls(1);
     }
 
+    fn append_nulls(&mut self, n: usize) {
+        self.validity.append_n_nulls(n);
+        self.len += n;
+    }
+
+    /// The children's arrays, each padded to the struct's rows.
     fn finish_children(&mut self) -> Vec<ArrayRef> {
-        self.validity = NullBufferBuilder::new(0);
-        self.len = 0;
-        self.children.iter_mut().map(Col::finish).collect()
+        let len = std::mem::take(&mut self.len);
+        self.validity = NullBufferBuilder::new(len);
+        self.children
+            .iter_mut()
+            .map(|c| {
+                c.pad_to(len);
+                c.finish()
+            })
+            .collect()
     }
 
     fn finish(&mut self) -> StructArray {
+        let len = self.len;
         let nulls = self.validity.finish();
-        let len = std::mem::take(&mut self.len);
-        let columns: Vec<ArrayRef> = self.children.iter_mut().map(Col::finish).collect();
+        let columns = self.finish_children();
         debug_assert!(columns.iter().all(|c| c.len() == len));
         StructArray::new(struct_fields(self.specs), columns, nulls)
     }
@@ -1211,6 +1264,85 @@ mod tests {
             .unwrap()
             .as_string::<i32>();
         col.is_valid(row).then(|| col.value(row).to_string())
+    }
+
+    #[test]
+    fn a_field_an_event_lacks_is_null_in_that_row_only_across_batch_cuts() {
+        // Fields appear and disappear from event to event, nested three deep, and batches are
+        // cut every two rows: each value lands in its own row, every gap is null.
+        let text = r#"{"Records":[
+            {"eventName":"A","userIdentity":{"type":"X","sessionContext":{"sessionIssuer":{"arn":"arn:1"}}}},
+            {"eventName":"B"},
+            {"eventSource":"s","userIdentity":{"type":"Y"},"resources":[{"ARN":"r"}]},
+            {"eventName":"D","userIdentity":{"sessionContext":{"attributes":{"mfaAuthenticated":"true"}}}},
+            {"eventName":"E","userIdentity":{"sessionContext":{"sessionIssuer":{"arn":"arn:5"}}}}
+        ]}"#;
+        let mut out = BatchBuilder::new(2);
+        let decoded = Decoder::new()
+            .decode_file("t.json", text.as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(decoded.records, 5);
+        let batches = out.flush();
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        let batch = arrow::compute::concat_batches(&arrow_schema(), &batches).unwrap();
+        let text_at = |col: &dyn Array, row: usize| {
+            col.is_valid(row)
+                .then(|| col.as_string::<i32>().value(row).to_string())
+        };
+        let names: Vec<_> = (0..5)
+            .map(|r| text_at(batch.column_by_name("eventName").unwrap(), r))
+            .collect();
+        assert_eq!(
+            names,
+            [Some("A"), Some("B"), None, Some("D"), Some("E")].map(|v| v.map(String::from))
+        );
+        let identity = batch.column_by_name("userIdentity").unwrap().as_struct();
+        let present: Vec<bool> = (0..5).map(|r| identity.is_valid(r)).collect();
+        assert_eq!(present, [true, false, true, true, true]);
+        let types: Vec<_> = (0..5)
+            .map(|r| text_at(identity.column_by_name("type").unwrap(), r))
+            .collect();
+        assert_eq!(
+            types,
+            [Some("X"), None, Some("Y"), None, None].map(|v| v.map(String::from))
+        );
+        let context = identity
+            .column_by_name("sessionContext")
+            .unwrap()
+            .as_struct();
+        let issuer = context.column_by_name("sessionIssuer").unwrap().as_struct();
+        let arns: Vec<_> = (0..5)
+            .map(|r| text_at(issuer.column_by_name("arn").unwrap(), r))
+            .collect();
+        assert_eq!(
+            arns,
+            [Some("arn:1"), None, None, None, Some("arn:5")].map(|v| v.map(String::from))
+        );
+        let issuer_present: Vec<bool> = (0..5).map(|r| issuer.is_valid(r)).collect();
+        assert_eq!(issuer_present, [true, false, false, false, true]);
+        let attributes = context.column_by_name("attributes").unwrap().as_struct();
+        let mfa: Vec<_> = (0..5)
+            .map(|r| text_at(attributes.column_by_name("mfaAuthenticated").unwrap(), r))
+            .collect();
+        assert_eq!(
+            mfa,
+            [None, None, None, Some("true"), None].map(|v| v.map(String::from))
+        );
+        let resources = batch.column_by_name("resources").unwrap().as_list::<i32>();
+        let listed: Vec<usize> = (0..5)
+            .map(|r| {
+                if resources.is_valid(r) {
+                    resources.value(r).len()
+                } else {
+                    0
+                }
+            })
+            .collect();
+        assert_eq!(listed, [0, 0, 1, 0, 0]);
+        assert_eq!(resources.null_count(), 4);
     }
 
     #[test]
