@@ -17,7 +17,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use trailql_schema::{UNMAPPED, arrow_schema};
+use trailql_schema::{Kind, RECORD, UNMAPPED, arrow_schema};
 
 pub use location::DatasetLocation;
 pub use partition::{NULL_PARTITION, Partition, PartitionKey, partition_dir};
@@ -87,7 +87,9 @@ pub fn is_data_file_name(name: &str) -> bool {
 }
 
 /// zstd, page statistics, `eventTime` as the sorting column, and no dictionary where values are
-/// unique per event (it would only be tried and abandoned).
+/// unique per event (it would only be tried and abandoned). Free-form JSON text (payloads, the
+/// unmapped column) gets neither dictionary nor statistics: the minimum and maximum of JSON
+/// documents prune nothing, and comparing every value to find them cost the encoder its time.
 pub fn writer_properties(options: &WriterOptions) -> WriterProperties {
     let level = ZstdLevel::try_new(options.zstd_level).unwrap_or_default();
     let mut builder = WriterProperties::builder()
@@ -100,15 +102,18 @@ pub fn writer_properties(options: &WriterOptions) -> WriterProperties {
             nulls_first: true,
         }]))
         .set_created_by(format!("trailql {}", env!("CARGO_PKG_VERSION")));
-    for unique in [
-        "eventID",
-        "requestID",
-        "sharedEventID",
-        "requestParameters",
-        "responseElements",
-        UNMAPPED,
-    ] {
+    for unique in ["eventID", "requestID", "sharedEventID"] {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(unique), false);
+    }
+    let json_text = RECORD
+        .iter()
+        .filter(|f| matches!(f.kind, Kind::Json))
+        .map(|f| f.name)
+        .chain([UNMAPPED]);
+    for column in json_text {
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(column), false)
+            .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
     }
     builder.build()
 }

@@ -3,9 +3,13 @@
 use std::collections::HashMap;
 use std::sync::mpsc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::{SortOptions, interleave_record_batch, sort_to_indices};
-use arrow::datatypes::TimestampMicrosecondType;
+use std::sync::Arc;
+
+use arrow::array::builder::{NullBufferBuilder, make_view};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StringViewArray};
+use arrow::buffer::Buffer;
+use arrow::compute::{SortOptions, interleave, sort_to_indices};
+use arrow::datatypes::{DataType, Field, Schema, TimestampMicrosecondType};
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -340,16 +344,28 @@ pub fn encode_sorted(
         (b, i - starts[b])
     };
 
-    let mut writer = ArrowWriter::try_new(Vec::new(), arrow_schema(), Some(props.clone()))
+    let schema = arrow_schema();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))
         .map_err(EncodeError::Parquet)?;
-    let batch_refs: Vec<&RecordBatch> = batches.iter().collect();
     // Rows are gathered in sorted order a slice at a time: the copy made to sort is one slice,
-    // not the whole file (the writer keeps only encoded pages until a row group closes).
+    // not the whole file (the writer keeps only encoded pages until a row group closes). Text
+    // columns are not copied at all: a slice holds views into the batches' own string buffers
+    // (the Parquet writer takes a view array for a text column), which saved the encode
+    // threads a copy of every payload.
+    let sources: Vec<Source> = (0..schema.fields().len())
+        .map(|c| Source::of(batches, c))
+        .collect();
+    let slice_schema = slice_schema(&schema);
     for group in order.values().chunks(row_group_rows.max(1)) {
         for slice in group.chunks(SORT_SLICE_ROWS) {
             let indices: Vec<(usize, usize)> = slice.iter().map(|&i| position(i)).collect();
+            let columns = sources
+                .iter()
+                .map(|source| source.gather(&indices))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(EncodeError::Arrow)?;
             let sorted =
-                interleave_record_batch(&batch_refs, &indices).map_err(EncodeError::Arrow)?;
+                RecordBatch::try_new(slice_schema.clone(), columns).map_err(EncodeError::Arrow)?;
             writer.write(&sorted).map_err(EncodeError::Parquet)?;
         }
         writer.flush().map_err(EncodeError::Parquet)?;
@@ -362,11 +378,85 @@ pub fn encode_sorted(
     })
 }
 
+/// One column of the batches of a file, ready to be gathered in sorted order.
+enum Source<'a> {
+    /// A top-level text column: gathered as views into its string buffers.
+    Text {
+        arrays: Vec<&'a StringArray>,
+        buffers: Vec<Buffer>,
+    },
+    /// Any other column: copied by `interleave`.
+    Other(Vec<&'a dyn Array>),
+}
+
+impl<'a> Source<'a> {
+    fn of(batches: &'a [RecordBatch], column: usize) -> Self {
+        let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(column).as_ref()).collect();
+        match arrays
+            .iter()
+            .map(|a| a.as_string_opt::<i32>())
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(arrays) => Source::Text {
+                buffers: arrays.iter().map(|a| a.values().clone()).collect(),
+                arrays,
+            },
+            None => Source::Other(arrays),
+        }
+    }
+
+    /// The rows at `indices` (batch, row), in that order.
+    fn gather(&self, indices: &[(usize, usize)]) -> Result<ArrayRef, arrow::error::ArrowError> {
+        match self {
+            Source::Other(arrays) => interleave(arrays, indices),
+            Source::Text { arrays, buffers } => {
+                let mut views = Vec::with_capacity(indices.len());
+                let mut nulls = NullBufferBuilder::new(indices.len());
+                for &(b, row) in indices {
+                    let array = arrays[b];
+                    if array.is_null(row) {
+                        views.push(0u128);
+                        nulls.append_null();
+                        continue;
+                    }
+                    let offsets = array.value_offsets();
+                    let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                    views.push(make_view(
+                        &array.values()[start..end],
+                        b as u32,
+                        start as u32,
+                    ));
+                    nulls.append_non_null();
+                }
+                // SAFETY: each view is made by `make_view` from a valid string of `arrays[b]`,
+                // whose value buffer is `buffers[b]`, at its own offset in that buffer (below
+                // 2^31, as the array's offsets are i32); null rows have null views.
+                let array = unsafe {
+                    StringViewArray::new_unchecked(views.into(), buffers.clone(), nulls.finish())
+                };
+                Ok(Arc::new(array))
+            }
+        }
+    }
+}
+
+/// The schema of the sorted slices: the file's schema with top-level text columns as views.
+fn slice_schema(schema: &Schema) -> Arc<Schema> {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
-    use arrow::array::{ArrayRef, Int64Array, StringArray, new_null_array};
+    use arrow::array::{Int64Array, new_null_array};
     use object_store::memory::InMemory;
 
     use super::*;
@@ -409,6 +499,77 @@ mod tests {
 
     fn partition_of(batch: &RecordBatch, keys: &[PartitionKey]) -> Partition {
         partition::split(batch, keys).unwrap()[0].0.clone()
+    }
+
+    #[test]
+    fn a_file_holds_every_row_sorted_by_time_with_its_own_values() {
+        // Three batches, the last a slice of a larger one (its strings do not start at the
+        // buffer's start), with null, short (inlined in a view) and long text values and times
+        // out of order: the file must hold each row whole, sorted by time.
+        let schema = arrow_schema();
+        let make = |times: &[i64], names: &[Option<&str>], payloads: &[Option<&str>]| {
+            let columns: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .map(|f| match f.name().as_str() {
+                    "eventTime" => {
+                        arrow::compute::cast(&Int64Array::from(times.to_vec()), f.data_type())
+                            .unwrap()
+                    }
+                    "eventName" => Arc::new(StringArray::from(names.to_vec())) as ArrayRef,
+                    "requestParameters" => {
+                        Arc::new(StringArray::from(payloads.to_vec())) as ArrayRef
+                    }
+                    _ => new_null_array(f.data_type(), times.len()),
+                })
+                .collect();
+            RecordBatch::try_new(schema.clone(), columns).unwrap()
+        };
+        let long = |i: i64| format!("{{\"bucketName\":\"a-bucket-with-a-long-name-{i}\"}}");
+        let (l1, l2, l3, l4) = (long(1), long(2), long(3), long(4));
+        let first = make(&[30, 10], &[Some("Put"), None], &[Some(&l3), Some(&l1)]);
+        let second = make(&[20], &[Some("GetObjectAcl")], &[None]);
+        let wide = make(
+            &[99, 40, 5],
+            &[Some("skipped"), Some("ListBuckets"), Some("Get")],
+            &[Some("{}"), Some(&l4), Some(&l2)],
+        );
+        let third = wide.slice(1, 2);
+        let props = crate::writer_properties(&WriterOptions::default());
+        let encoded = encode_sorted(&[first, second, third], &props, 2).unwrap();
+        assert_eq!(encoded.rows, 5);
+        assert_eq!(encoded.time_range, Some((5, 40)));
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+            bytes::Bytes::from(encoded.bytes),
+            1024,
+        )
+        .unwrap();
+        let read: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+        let all = arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
+        assert_eq!(all.schema(), schema, "the file keeps the canonical schema");
+        let times = all
+            .column(event_time_index())
+            .as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(times.values().to_vec(), [5, 10, 20, 30, 40]);
+        let text = |name: &str| -> Vec<Option<String>> {
+            let col = all.column_by_name(name).unwrap().as_string::<i32>();
+            col.iter().map(|v| v.map(String::from)).collect()
+        };
+        let some = |v: &str| Some(v.to_string());
+        assert_eq!(
+            text("eventName"),
+            [
+                some("Get"),
+                None,
+                some("GetObjectAcl"),
+                some("Put"),
+                some("ListBuckets")
+            ]
+        );
+        assert_eq!(
+            text("requestParameters"),
+            [some(&l2), some(&l1), None, some(&l3), some(&l4)]
+        );
     }
 
     #[test]
