@@ -87,9 +87,10 @@ pub fn is_data_file_name(name: &str) -> bool {
 }
 
 /// zstd, page statistics, `eventTime` as the sorting column, and no dictionary where values are
-/// unique per event (it would only be tried and abandoned). Free-form JSON text (payloads, the
-/// unmapped column) gets neither dictionary nor statistics: the minimum and maximum of JSON
-/// documents prune nothing, and comparing every value to find them cost the encoder its time.
+/// unique per event (it would only be tried and abandoned). Neither do those unique ids nor
+/// free-form JSON text (payloads, the unmapped column) get statistics: the minimum and maximum
+/// of random ids or of JSON documents prune nothing (a page of ids spans nearly all of them),
+/// and comparing every value to find them cost the encoder its time.
 pub fn writer_properties(options: &WriterOptions) -> WriterProperties {
     let level = ZstdLevel::try_new(options.zstd_level).unwrap_or_default();
     let mut builder = WriterProperties::builder()
@@ -102,15 +103,13 @@ pub fn writer_properties(options: &WriterOptions) -> WriterProperties {
             nulls_first: true,
         }]))
         .set_created_by(format!("trailql {}", env!("CARGO_PKG_VERSION")));
-    for unique in ["eventID", "requestID", "sharedEventID"] {
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(unique), false);
-    }
+    let unique_ids = ["eventID", "requestID", "sharedEventID"];
     let json_text = RECORD
         .iter()
         .filter(|f| matches!(f.kind, Kind::Json))
         .map(|f| f.name)
         .chain([UNMAPPED]);
-    for column in json_text {
+    for column in unique_ids.into_iter().chain(json_text) {
         builder = builder
             .set_column_dictionary_enabled(ColumnPath::from(column), false)
             .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
