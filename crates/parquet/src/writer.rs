@@ -1,17 +1,18 @@
 //! The dataset writer: buffer per partition, sort by `eventTime`, encode, store.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
-
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 
 use arrow::array::builder::{NullBufferBuilder, make_view};
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StringViewArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, StringArray, StringViewArray, StructArray,
+};
 use arrow::buffer::Buffer;
 use arrow::compute::{SortOptions, interleave, sort_to_indices};
-use arrow::datatypes::{DataType, Field, Schema, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Field, Fields, Schema, TimestampMicrosecondType};
 use object_store::{ObjectStoreExt, PutPayload};
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{ArrowWriter, add_encoded_arrow_schema_to_metadata};
 use parquet::file::properties::WriterProperties;
 use tokio::runtime::Handle;
 use trailql_schema::{arrow_schema, event_time_index};
@@ -344,18 +345,23 @@ pub fn encode_sorted(
         (b, i - starts[b])
     };
 
-    let schema = arrow_schema();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))
-        .map_err(EncodeError::Parquet)?;
     // Rows are gathered in sorted order a slice at a time: the copy made to sort is one slice,
-    // not the whole file (the writer keeps only encoded pages until a row group closes). Text
-    // columns are not copied at all: a slice holds views into the batches' own string buffers
-    // (the Parquet writer takes a view array for a text column), which saved the encode
-    // threads a copy of every payload.
-    let sources: Vec<Source> = (0..schema.fields().len())
-        .map(|c| Source::of(batches, c))
-        .collect();
+    // not the whole file (the writer keeps only encoded pages until a row group closes). Text,
+    // in structs too, is not copied at all: a slice holds views into the batches' own string
+    // buffers, which saved the encode threads a copy of every string. The writer is given the
+    // slices' schema (text as views: the same Parquet types) and the file the canonical one.
+    let schema = arrow_schema();
     let slice_schema = slice_schema(&schema);
+    let mut props = props.clone();
+    add_encoded_arrow_schema_to_metadata(&schema, &mut props);
+    let options = ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_skip_arrow_metadata(true);
+    let mut writer = ArrowWriter::try_new_with_options(Vec::new(), slice_schema.clone(), options)
+        .map_err(EncodeError::Parquet)?;
+    let sources: Vec<Source> = (0..schema.fields().len())
+        .map(|c| Source::of(batches.iter().map(|b| b.column(c).as_ref()).collect()))
+        .collect();
     for group in order.values().chunks(row_group_rows.max(1)) {
         for slice in group.chunks(SORT_SLICE_ROWS) {
             let indices: Vec<(usize, usize)> = slice.iter().map(|&i| position(i)).collect();
@@ -380,35 +386,74 @@ pub fn encode_sorted(
 
 /// One column of the batches of a file, ready to be gathered in sorted order.
 enum Source<'a> {
-    /// A top-level text column: gathered as views into its string buffers.
+    /// A text column: gathered as views into its string buffers.
     Text {
         arrays: Vec<&'a StringArray>,
         buffers: Vec<Buffer>,
     },
-    /// Any other column: copied by `interleave`.
+    /// A struct column: its validity gathered, its fields gathered each as its own source.
+    Struct {
+        arrays: Vec<&'a StructArray>,
+        fields: Fields,
+        children: Vec<Source<'a>>,
+    },
+    /// Any other column (timestamps, booleans, lists): copied by `interleave`.
     Other(Vec<&'a dyn Array>),
 }
 
 impl<'a> Source<'a> {
-    fn of(batches: &'a [RecordBatch], column: usize) -> Self {
-        let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(column).as_ref()).collect();
-        match arrays
+    fn of(arrays: Vec<&'a dyn Array>) -> Self {
+        if let Some(arrays) = arrays
             .iter()
             .map(|a| a.as_string_opt::<i32>())
             .collect::<Option<Vec<_>>>()
         {
-            Some(arrays) => Source::Text {
+            return Source::Text {
                 buffers: arrays.iter().map(|a| a.values().clone()).collect(),
                 arrays,
-            },
-            None => Source::Other(arrays),
+            };
         }
+        if let Some(arrays) = arrays
+            .iter()
+            .map(|a| a.as_struct_opt())
+            .collect::<Option<Vec<_>>>()
+            && let Some(first) = arrays.first()
+        {
+            let children = (0..first.num_columns())
+                .map(|c| Source::of(arrays.iter().map(|a| a.column(c).as_ref()).collect()))
+                .collect();
+            return Source::Struct {
+                fields: view_fields(first.fields()),
+                arrays,
+                children,
+            };
+        }
+        Source::Other(arrays)
     }
 
     /// The rows at `indices` (batch, row), in that order.
     fn gather(&self, indices: &[(usize, usize)]) -> Result<ArrayRef, arrow::error::ArrowError> {
         match self {
             Source::Other(arrays) => interleave(arrays, indices),
+            Source::Struct {
+                arrays,
+                fields,
+                children,
+            } => {
+                let mut nulls = NullBufferBuilder::new(indices.len());
+                for &(b, row) in indices {
+                    nulls.append(arrays[b].is_valid(row));
+                }
+                let columns = children
+                    .iter()
+                    .map(|c| c.gather(indices))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Arc::new(StructArray::try_new(
+                    fields.clone(),
+                    columns,
+                    nulls.finish(),
+                )?))
+            }
             Source::Text { arrays, buffers } => {
                 let mut views = Vec::with_capacity(indices.len());
                 let mut nulls = NullBufferBuilder::new(indices.len());
@@ -421,14 +466,10 @@ impl<'a> Source<'a> {
                     }
                     let offsets = array.value_offsets();
                     let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-                    views.push(make_view(
-                        &array.values()[start..end],
-                        b as u32,
-                        start as u32,
-                    ));
+                    views.push(view(array.values(), start, end, b as u32));
                     nulls.append_non_null();
                 }
-                // SAFETY: each view is made by `make_view` from a valid string of `arrays[b]`,
+                // SAFETY: each view is made by `view` from a valid string of `arrays[b]`,
                 // whose value buffer is `buffers[b]`, at its own offset in that buffer (below
                 // 2^31, as the array's offsets are i32); null rows have null views.
                 let array = unsafe {
@@ -440,15 +481,51 @@ impl<'a> Source<'a> {
     }
 }
 
-/// The schema of the sorted slices: the file's schema with top-level text columns as views.
+/// A type with its text, and the text of the structs in it, as views (lists are kept as they
+/// are: they are gathered by copying).
+fn view_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8 => DataType::Utf8View,
+        DataType::Struct(fields) => DataType::Struct(view_fields(fields)),
+        other => other.clone(),
+    }
+}
+
+fn view_fields(fields: &Fields) -> Fields {
+    fields
+        .iter()
+        .map(|f| f.as_ref().clone().with_data_type(view_type(f.data_type())))
+        .collect()
+}
+
+/// The view of `values[start..end]` in buffer `block`, as arrow's `make_view` makes it, without
+/// its call and its match on the length: a string of up to 12 bytes is inlined with one fixed
+/// 12-byte load (when the buffer has 12 bytes from `start`) and a mask.
+#[inline]
+fn view(values: &[u8], start: usize, end: usize, block: u32) -> u128 {
+    let len = end - start;
+    if len > 12 {
+        let prefix = u32::from_le_bytes(values[start..start + 4].try_into().expect("4 bytes"));
+        return len as u128
+            | (prefix as u128) << 32
+            | (block as u128) << 64
+            | (start as u128) << 96;
+    }
+    let Some(bytes) = values.get(start..start + 12) else {
+        return make_view(&values[start..end], block, start as u32);
+    };
+    let mut word = [0u8; 16];
+    word[4..].copy_from_slice(bytes);
+    let kept = ((1u128 << (8 * len)) - 1) << 32;
+    u128::from_le_bytes(word) & kept | len as u128
+}
+
+/// The schema of the sorted slices: the file's schema with text as views (see [`view_type`]).
 fn slice_schema(schema: &Schema) -> Arc<Schema> {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-            _ => f.as_ref().clone(),
-        })
+        .map(|f| f.as_ref().clone().with_data_type(view_type(f.data_type())))
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
@@ -502,16 +579,50 @@ mod tests {
     }
 
     #[test]
+    fn views_are_made_as_arrow_makes_them() {
+        let values: Vec<u8> = (0u8..64).map(|i| b'a' + i % 26).collect();
+        for start in 0..values.len() {
+            for end in start..=values.len().min(start + 20) {
+                assert_eq!(
+                    view(&values, start, end, 7),
+                    make_view(&values[start..end], 7, start as u32),
+                    "{start}..{end}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_file_holds_every_row_sorted_by_time_with_its_own_values() {
         // Three batches, the last a slice of a larger one (its strings do not start at the
         // buffer's start), with null, short (inlined in a view) and long text values and times
         // out of order: the file must hold each row whole, sorted by time.
         let schema = arrow_schema();
+        // `userIdentity` is null where `kind` is, else a struct whose `type` is `kind`.
+        let identity = |field: &Field, kinds: &[Option<&str>]| -> ArrayRef {
+            let DataType::Struct(fields) = field.data_type() else {
+                panic!("userIdentity is a struct")
+            };
+            let children = fields
+                .iter()
+                .map(|f| match f.name().as_str() {
+                    "type" => Arc::new(StringArray::from(kinds.to_vec())) as ArrayRef,
+                    _ => new_null_array(f.data_type(), kinds.len()),
+                })
+                .collect();
+            let nulls = kinds.iter().map(|k| k.is_some()).collect::<Vec<_>>();
+            Arc::new(StructArray::new(
+                fields.clone(),
+                children,
+                Some(nulls.into()),
+            ))
+        };
         let make = |times: &[i64], names: &[Option<&str>], payloads: &[Option<&str>]| {
             let columns: Vec<ArrayRef> = schema
                 .fields()
                 .iter()
                 .map(|f| match f.name().as_str() {
+                    "userIdentity" => identity(f, names),
                     "eventTime" => {
                         arrow::compute::cast(&Int64Array::from(times.to_vec()), f.data_type())
                             .unwrap()
@@ -570,6 +681,13 @@ mod tests {
             text("requestParameters"),
             [some(&l2), some(&l1), None, some(&l3), some(&l4)]
         );
+        // A struct's text is gathered as views too: each row keeps its own value.
+        let identity = all.column_by_name("userIdentity").unwrap().as_struct();
+        let present: Vec<bool> = (0..5).map(|r| identity.is_valid(r)).collect();
+        assert_eq!(present, [true, false, true, true, true]);
+        let kinds = identity.column_by_name("type").unwrap().as_string::<i32>();
+        let kinds: Vec<Option<String>> = kinds.iter().map(|v| v.map(String::from)).collect();
+        assert_eq!(kinds, text("eventName"));
     }
 
     #[test]
