@@ -54,7 +54,7 @@ pub struct Args {
 
     /// Memory for rows waiting to be sorted and written, and being written, in MiB. Sets peak
     /// memory and the size of output files.
-    #[arg(long, default_value_t = 192, value_name = "MIB")]
+    #[arg(long, default_value_t = 160, value_name = "MIB")]
     buffer_mb: usize,
 
     /// Rows per record batch.

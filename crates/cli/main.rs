@@ -107,8 +107,9 @@ fn error_text(e: &anyhow::Error) -> String {
 /// more without); jemalloc's stays within 3-8% and converts as fast. A quarter of a second
 /// (before) paid a quarter of the run's CPU time in page faults and TLB flushes as rows freed by
 /// the encoders were handed back and faulted in again by the decoders. Measured on 1M and 4M
-/// events: 1 s peaked at 448 MiB for both; 5 s at 487 and 504 MiB; never returning memory at
-/// 572 and 885 MiB, growing with the corpus.
+/// events with the 192 MiB row budget of the time: 1 s peaked at 448-494 MiB; 5 s at 487 and
+/// 504 MiB; never returning memory at 572 and 885 MiB, growing with the corpus. The row budget
+/// went down to 160 MiB to pay for it (410-416 and 438-444 MiB).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

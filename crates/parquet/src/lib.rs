@@ -64,7 +64,7 @@ impl Default for WriterOptions {
     fn default() -> Self {
         Self {
             partition_by: vec![PartitionKey::Date],
-            buffer_bytes: 192 << 20,
+            buffer_bytes: 160 << 20,
             row_group_rows: 64 * 1024,
             zstd_level: 1,
             run_id: default_run_id(),
