@@ -104,9 +104,9 @@ fn error_text(e: &anyhow::Error) -> String {
 
 /// jemalloc, returning freed pages to the system after a second. glibc's malloc fragments over a
 /// long conversion (peak memory grew 15-25% for a 4x corpus, with a fixed mmap threshold, and
-/// more without); jemalloc's stays within 3-8% and converts as fast. A quarter of a second
-/// (before) paid a quarter of the run's CPU time in page faults and TLB flushes as rows freed by
-/// the encoders were handed back and faulted in again by the decoders. Measured on 1M and 4M
+/// more without); jemalloc's stays within 3-8% and converts as fast. With a quarter of a second
+/// (before), the kernel took a fifth of a conversion's CPU time, mostly page faults and TLB
+/// flushes, as rows freed by the encoders were handed back and faulted in again by the decoders. Measured on 1M and 4M
 /// events with the 192 MiB row budget of the time: 1 s peaked at 448-494 MiB; 5 s at 487 and
 /// 504 MiB; never returning memory at 572 and 885 MiB, growing with the corpus. The row budget
 /// went down to 160 MiB to pay for it (410-416 and 438-444 MiB).

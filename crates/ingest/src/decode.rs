@@ -1288,49 +1288,35 @@ mod tests {
             [2, 2, 1]
         );
         let batch = arrow::compute::concat_batches(&arrow_schema(), &batches).unwrap();
-        let text_at = |col: &dyn Array, row: usize| {
-            col.is_valid(row)
-                .then(|| col.as_string::<i32>().value(row).to_string())
+        let texts = |col: &dyn Array| -> Vec<Option<String>> {
+            let col = col.as_string::<i32>();
+            col.iter().map(|v| v.map(String::from)).collect()
         };
-        let names: Vec<_> = (0..5)
-            .map(|r| text_at(batch.column_by_name("eventName").unwrap(), r))
-            .collect();
+        let expect = |values: [Option<&str>; 5]| values.map(|v| v.map(String::from)).to_vec();
+        let valid = |col: &dyn Array| (0..5).map(|r| col.is_valid(r)).collect::<Vec<_>>();
+        let names = texts(batch.column_by_name("eventName").unwrap());
         assert_eq!(
             names,
-            [Some("A"), Some("B"), None, Some("D"), Some("E")].map(|v| v.map(String::from))
+            expect([Some("A"), Some("B"), None, Some("D"), Some("E")])
         );
         let identity = batch.column_by_name("userIdentity").unwrap().as_struct();
-        let present: Vec<bool> = (0..5).map(|r| identity.is_valid(r)).collect();
-        assert_eq!(present, [true, false, true, true, true]);
-        let types: Vec<_> = (0..5)
-            .map(|r| text_at(identity.column_by_name("type").unwrap(), r))
-            .collect();
-        assert_eq!(
-            types,
-            [Some("X"), None, Some("Y"), None, None].map(|v| v.map(String::from))
-        );
+        assert_eq!(valid(identity), [true, false, true, true, true]);
+        let types = texts(identity.column_by_name("type").unwrap());
+        assert_eq!(types, expect([Some("X"), None, Some("Y"), None, None]));
         let context = identity
             .column_by_name("sessionContext")
             .unwrap()
             .as_struct();
         let issuer = context.column_by_name("sessionIssuer").unwrap().as_struct();
-        let arns: Vec<_> = (0..5)
-            .map(|r| text_at(issuer.column_by_name("arn").unwrap(), r))
-            .collect();
+        let arns = texts(issuer.column_by_name("arn").unwrap());
         assert_eq!(
             arns,
-            [Some("arn:1"), None, None, None, Some("arn:5")].map(|v| v.map(String::from))
+            expect([Some("arn:1"), None, None, None, Some("arn:5")])
         );
-        let issuer_present: Vec<bool> = (0..5).map(|r| issuer.is_valid(r)).collect();
-        assert_eq!(issuer_present, [true, false, false, false, true]);
+        assert_eq!(valid(issuer), [true, false, false, false, true]);
         let attributes = context.column_by_name("attributes").unwrap().as_struct();
-        let mfa: Vec<_> = (0..5)
-            .map(|r| text_at(attributes.column_by_name("mfaAuthenticated").unwrap(), r))
-            .collect();
-        assert_eq!(
-            mfa,
-            [None, None, None, Some("true"), None].map(|v| v.map(String::from))
-        );
+        let mfa = texts(attributes.column_by_name("mfaAuthenticated").unwrap());
+        assert_eq!(mfa, expect([None, None, None, Some("true"), None]));
         let resources = batch.column_by_name("resources").unwrap().as_list::<i32>();
         let listed: Vec<usize> = (0..5)
             .map(|r| {
