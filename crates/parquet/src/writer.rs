@@ -34,18 +34,18 @@ pub struct WrittenFile {
 
 /// Writes batches into a dataset folder.
 ///
-/// The caller's thread only splits batches into partitions and buffers them. Sorting, encoding
-/// and storing a file run on the writer's own encode threads, so that decoding goes on while
-/// files are encoded. Rows buffered and rows being encoded count against one budget,
-/// [`WriterOptions::buffer_bytes`]. A partition is handed to an encoder when it holds a quarter
-/// of the budget (so a file is at most that many rows in memory, and encoding one, which
-/// copies its rows once more to sort them, stays bounded too), when it is a day partition that
-/// has received no rows while half the budget's worth came in for others (a past day's last
-/// rows, since inputs come day by day: without this they would sit in memory until the budget
-/// forced them out, and peak memory would climb through a long run; without date partitions a
-/// quiet partition may still receive rows, and writing it early would only make small files),
-/// or, the largest one, when all buffered rows reach three quarters of the budget. `write`
-/// waits for an encoder only when the budget is spent.
+/// The caller's thread only splits batches into partitions and buffers them. Sorting, encoding and
+/// storing a file run on the writer's own encode threads, so that decoding goes on while files are
+/// encoded. Rows buffered and rows being encoded count against one budget,
+/// [`WriterOptions::buffer_bytes`]. A partition is handed to an encoder when it holds a quarter of
+/// the budget (so a file is at most that many rows in memory, and encoding one, which gathers its
+/// rows in time order a slice at a time, stays bounded too), when it is a day partition that has
+/// received no rows while half the budget's worth came in for others (a past day's last rows, since
+/// inputs come day by day: without this they would sit in memory until the budget forced them out,
+/// and peak memory would climb through a long run; without date partitions a quiet partition may
+/// still receive rows, and writing it early would only make small files), or, the largest one, when
+/// all buffered rows reach three quarters of the budget. `write` waits for an encoder only when the
+/// budget is spent.
 pub struct DatasetWriter {
     location: DatasetLocation,
     runtime: Handle,
