@@ -3,6 +3,7 @@
 //! written in the file. `TRAILQL_SLT_COMPLETE=1 cargo test --test integration sql::` rewrites
 //! the expected results from the Parquet table (review the diff before committing).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -158,6 +159,78 @@ async fn slt_over_an_awslogs_tree_with_time_pruning() {
             .unwrap()
             .to_string()
     );
+}
+
+/// The partition folders of the Parquet files the plan of `sql` reads, as `key=value/...`.
+async fn folders_read(ctx: &SessionContext, sql: &str) -> BTreeSet<String> {
+    let plan = ctx
+        .sql(&format!("EXPLAIN {sql}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string();
+    assert!(!text.contains("..."), "every file listed: {text}");
+    text.split(|c: char| c.is_whitespace() || "[],|".contains(c))
+        .filter(|token| token.contains(".parquet"))
+        .map(|path| {
+            path.split('/')
+                .filter(|segment| segment.contains('='))
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect()
+}
+
+/// The partition folders under `root` holding Parquet files, as `key=value/...`.
+fn folders_with_files(root: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let rel = dir.strip_prefix(root).unwrap();
+                found.insert(rel.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_choose_the_partition_folders_read_and_change_no_answer() {
+    let (run, dataset) = convert(&[&data_dir()], &["--partition-by", "account,region,date"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    // Every SQL test gives the raw archive's answers over this layout too.
+    run_all(dataset.path(), false).await;
+
+    let ctx = context(dataset.path()).await;
+    let day = "SELECT count(*) FROM cloudtrail WHERE eventTime >= TIMESTAMP '2024-07-31T00:00:00Z' AND eventTime < TIMESTAMP '2024-08-01T00:00:00Z'";
+    let read = folders_read(&ctx, day).await;
+    let expected: BTreeSet<String> = folders_with_files(dataset.path())
+        .into_iter()
+        .filter(|f| f.ends_with("/date=2024-07-31"))
+        .collect();
+    assert!(expected.len() > 1, "{expected:?}");
+    assert_eq!(read, expected);
+
+    let account = "SELECT count(*) FROM cloudtrail WHERE recipientAccountId = '123456789012' AND awsRegion IN ('us-west-2', 'us-east-1')";
+    let read = folders_read(&ctx, account).await;
+    assert_eq!(read.len(), 3, "{read:?}");
+    assert!(
+        read.iter()
+            .all(|f| f.starts_with("account=123456789012/region=us-west-2/")),
+        "{read:?}"
+    );
+    let before =
+        "SELECT count(*) FROM cloudtrail WHERE eventTime < TIMESTAMP '2023-07-10T00:00:00Z'";
+    assert!(folders_read(&ctx, before).await.is_empty());
 }
 
 #[test]

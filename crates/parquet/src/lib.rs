@@ -20,7 +20,9 @@ use parquet::schema::types::ColumnPath;
 use trailql_schema::{Kind, RECORD, UNMAPPED, arrow_schema};
 
 pub use location::DatasetLocation;
-pub use partition::{NULL_PARTITION, Partition, PartitionKey, partition_dir};
+pub use partition::{
+    NULL_PARTITION, Partition, PartitionKey, day_value, partition_dir, safe_segment,
+};
 pub use writer::{DatasetWriter, EncodeError, Encoded, WrittenFile, encode_sorted};
 
 /// Errors of the Parquet writer, each naming the file it concerns.

@@ -26,6 +26,16 @@ impl PartitionKey {
         }
     }
 
+    /// The column whose value names the folder: `recipientAccountId`, `awsRegion`, or
+    /// `eventTime` (its UTC day, [`day_value`]).
+    pub fn source_column(self) -> &'static str {
+        match self {
+            PartitionKey::Account => "recipientAccountId",
+            PartitionKey::Region => "awsRegion",
+            PartitionKey::Date => "eventTime",
+        }
+    }
+
     /// Parse `account`, `region` or `date`.
     pub fn parse(text: &str) -> Option<Self> {
         match text.trim() {
@@ -49,10 +59,23 @@ pub fn partition_dir(keys: &[PartitionKey], values: &[Option<String>]) -> String
         .join("/")
 }
 
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// The `date` partition value of an `eventTime` (microseconds since the epoch): its UTC day as
+/// `YYYY-MM-DD`.
+pub fn day_value(micros: i64) -> Option<String> {
+    day_name(micros.div_euclid(MICROS_PER_DAY))
+}
+
+fn day_name(day: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(day.checked_mul(86_400)?, 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+}
+
 /// A value made safe as one folder name: letters, digits, `-` and `_` stay, everything else
 /// (`/`, `.`, `%`, control characters...) is percent-encoded, so a value can never leave the
 /// dataset root, name a hidden file, or clash with another value.
-fn safe_segment(value: Option<&str>) -> String {
+pub fn safe_segment(value: Option<&str>) -> String {
     match value {
         None | Some("") => NULL_PARTITION.to_string(),
         Some(v) => {
@@ -98,16 +121,13 @@ pub(crate) fn split(
         Day(i64),
         Text(&'a str),
     }
-    const MICROS_PER_DAY: i64 = 86_400_000_000;
     let columns: Vec<Result<&dyn Array, ()>> = keys
         .iter()
         .map(|k| {
-            let name = match k {
-                PartitionKey::Date => "eventTime",
-                PartitionKey::Account => "recipientAccountId",
-                PartitionKey::Region => "awsRegion",
-            };
-            batch.column_by_name(name).map(|c| c.as_ref()).ok_or(())
+            batch
+                .column_by_name(k.source_column())
+                .map(|c| c.as_ref())
+                .ok_or(())
         })
         .collect();
     let value = |i: usize, row: usize| -> Value<'_> {
@@ -142,8 +162,7 @@ pub(crate) fn split(
     let name = |v: Value<'_>| -> Option<String> {
         match v {
             Value::Missing => None,
-            Value::Day(day) => chrono::DateTime::from_timestamp(day * 86_400, 0)
-                .map(|d| d.format("%Y-%m-%d").to_string()),
+            Value::Day(day) => day_name(day),
             Value::Text(t) => Some(t.to_string()),
         }
     };

@@ -12,12 +12,13 @@ use datafusion::catalog::Session;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
-use datafusion::scalar::ScalarValue;
 use trailql_ingest::{FileKind, IngestOptions, InputFile, Message};
+
+use crate::pruning::{TimeColumn, time_bounds};
 
 /// Days before the first and after the last day of a time filter whose deliveries are still
 /// read: events land in the folder of their delivery, usually within minutes, at times a day
@@ -79,7 +80,7 @@ impl TableProvider for RawTrailTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (lo, hi) = time_bounds(filters);
+        let (lo, hi) = time_bounds(filters, TimeColumn::ThroughCasts);
         let files: Vec<InputFile> = self
             .files
             .iter()
@@ -176,100 +177,9 @@ fn delivery_may_hold(date: Option<NaiveDate>, lo: Option<i64>, hi: Option<i64>) 
     true
 }
 
-/// The tightest `eventTime` bounds implied by conjunctive filters.
-fn time_bounds(filters: &[Expr]) -> (Option<i64>, Option<i64>) {
-    let mut lo: Option<i64> = None;
-    let mut hi: Option<i64> = None;
-    fn raise(lo: &mut Option<i64>, v: i64) {
-        *lo = Some(lo.map_or(v, |l| l.max(v)));
-    }
-    fn lower(hi: &mut Option<i64>, v: i64) {
-        *hi = Some(hi.map_or(v, |h| h.min(v)));
-    }
-    let mut stack: Vec<&Expr> = filters.iter().collect();
-    while let Some(expr) = stack.pop() {
-        match expr {
-            Expr::BinaryExpr(BinaryExpr {
-                left,
-                op: Operator::And,
-                right,
-            }) => {
-                stack.push(left);
-                stack.push(right);
-            }
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                let (op, value) = match (is_event_time(left), is_event_time(right)) {
-                    (true, false) => (*op, micros(right)),
-                    (false, true) => (op.swap().unwrap_or(*op), micros(left)),
-                    _ => continue,
-                };
-                let Some(v) = value else { continue };
-                match op {
-                    Operator::Gt | Operator::GtEq => raise(&mut lo, v),
-                    Operator::Lt | Operator::LtEq => lower(&mut hi, v),
-                    Operator::Eq => {
-                        raise(&mut lo, v);
-                        lower(&mut hi, v);
-                    }
-                    _ => {}
-                }
-            }
-            Expr::Between(Between {
-                expr,
-                negated: false,
-                low,
-                high,
-            }) if is_event_time(expr) => {
-                if let Some(v) = micros(low) {
-                    raise(&mut lo, v);
-                }
-                if let Some(v) = micros(high) {
-                    lower(&mut hi, v);
-                }
-            }
-            _ => {}
-        }
-    }
-    (lo, hi)
-}
-
-fn is_event_time(expr: &Expr) -> bool {
-    match expr {
-        Expr::Column(c) => c.name == "eventTime",
-        Expr::Cast(c) => is_event_time(&c.expr),
-        Expr::TryCast(c) => is_event_time(&c.expr),
-        _ => false,
-    }
-}
-
-/// A literal time as microseconds since the epoch.
-fn micros(expr: &Expr) -> Option<i64> {
-    match expr {
-        Expr::Literal(value, _) => match value {
-            ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
-            ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000),
-            ScalarValue::TimestampMicrosecond(Some(v), _) => Some(*v),
-            ScalarValue::TimestampNanosecond(Some(v), _) => Some(v / 1_000),
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)) => trailql_schema::time::parse(s)
-                .map(|p| p.micros)
-                .or_else(|| {
-                    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-                    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
-                }),
-            _ => None,
-        },
-        Expr::Cast(c) => micros(&c.expr),
-        Expr::TryCast(c) => micros(&c.expr),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::prelude::{ident as col, lit};
 
     fn ts(s: &str) -> i64 {
         trailql_schema::time::parse(s).unwrap().micros
@@ -290,23 +200,6 @@ mod tests {
             Some(0),
             "count(*) reads no field"
         );
-    }
-
-    #[test]
-    fn bounds_come_from_comparisons_and_between() {
-        let f = col("eventTime")
-            .gt_eq(lit("2023-07-10T00:00:00Z"))
-            .and(col("eventTime").lt(lit("2023-07-11T00:00:00Z")));
-        assert_eq!(
-            time_bounds(&[f]),
-            (
-                Some(ts("2023-07-10T00:00:00Z")),
-                Some(ts("2023-07-11T00:00:00Z"))
-            )
-        );
-        let f = col("eventTime").between(lit("2023-07-10"), lit("2023-07-12"));
-        assert_eq!(time_bounds(&[f]).0, Some(ts("2023-07-10T00:00:00Z")));
-        assert_eq!(time_bounds(&[col("eventName").eq(lit("x"))]), (None, None));
     }
 
     #[test]
