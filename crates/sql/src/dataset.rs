@@ -250,7 +250,7 @@ pub struct DatasetFormat {
 /// Drop the min/max of every nested column of `schema` from `statistics`.
 fn without_nested_min_max(mut statistics: Statistics, schema: &SchemaRef) -> Statistics {
     for (column, field) in statistics.column_statistics.iter_mut().zip(schema.fields()) {
-        if field.data_type().is_nested() || matches!(field.data_type(), DataType::Map(..)) {
+        if field.data_type().is_nested() {
             column.min_value = Precision::Absent;
             column.max_value = Precision::Absent;
         }
@@ -344,5 +344,66 @@ impl FileFormat for DatasetFormat {
 
     fn file_source(&self, table_schema: TableSchema) -> Arc<dyn FileSource> {
         self.parquet.file_source(table_schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, RecordBatch, StringArray, StructArray};
+    use arrow::datatypes::Field;
+    use datafusion::parquet::arrow::ArrowWriter;
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+
+    #[tokio::test]
+    async fn nested_columns_keep_no_min_max_and_the_rest_keep_theirs() {
+        let name: ArrayRef = Arc::new(StringArray::from(vec!["b", "a"]));
+        let arn = Arc::new(StringArray::from(vec!["x", "y"]));
+        let identity: ArrayRef = Arc::new(StructArray::from(vec![(
+            Arc::new(Field::new("arn", DataType::Utf8, true)),
+            arn as ArrayRef,
+        )]));
+        let batch =
+            RecordBatch::try_from_iter([("eventName", name), ("userIdentity", identity)]).unwrap();
+        let schema: SchemaRef = batch.schema();
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, schema.clone(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let path = Path::from("f.parquet");
+        store.put(&path, bytes.into()).await.unwrap();
+        let meta = store.head(&path).await.unwrap();
+        let state = SessionContext::new().state();
+
+        let plain = ParquetFormat::default()
+            .infer_stats(&state, &store, schema.clone(), &meta)
+            .await
+            .unwrap();
+        assert_ne!(
+            plain.column_statistics[1].min_value,
+            Precision::Absent,
+            "DataFusion records a min for the struct"
+        );
+        let ours = DatasetFormat::default()
+            .infer_stats(&state, &store, schema.clone(), &meta)
+            .await
+            .unwrap();
+        let both = DatasetFormat::default()
+            .infer_stats_and_ordering(&state, &store, schema.clone(), &meta)
+            .await
+            .unwrap()
+            .statistics;
+        for stats in [ours, both] {
+            assert_eq!(stats.num_rows, Precision::Exact(2));
+            let (name, identity) = (&stats.column_statistics[0], &stats.column_statistics[1]);
+            assert_eq!(name.min_value, plain.column_statistics[0].min_value);
+            assert_eq!(name.max_value, plain.column_statistics[0].max_value);
+            assert_eq!(identity.min_value, Precision::Absent);
+            assert_eq!(identity.max_value, Precision::Absent);
+            assert_eq!(identity.null_count, plain.column_statistics[1].null_count);
+        }
     }
 }
