@@ -24,7 +24,7 @@ impl sqllogictest::AsyncDB for TrailDb {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Self::Error> {
-        let df = self.ctx.sql(sql).await?;
+        let df = trailql_sql::sql(&self.ctx, sql).await?;
         let columns = df.schema().fields().len();
         let batches = df.collect().await?;
         let options = FormatOptions::default().with_null("NULL");

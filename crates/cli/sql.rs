@@ -117,7 +117,7 @@ pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
         let last = statements.len() - 1;
         for (i, sql) in statements.iter().enumerate() {
             let started = Instant::now();
-            let df = ctx.sql(sql).await.map_err(clean)?;
+            let df = trailql_sql::sql(&ctx, sql).await.map_err(clean)?;
             let mut stream = df.execute_stream().await.map_err(clean)?;
             let mut busy = started.elapsed();
             // A statement without columns (SET, CREATE VIEW, ...) has nothing to print.
@@ -310,7 +310,7 @@ fn run_interactive(
 ) {
     let started = Instant::now();
     let result = rt.block_on(async {
-        let df = ctx.sql(sql).await?;
+        let df = trailql_sql::sql(ctx, sql).await?;
         let mut stream = df.execute_stream().await?;
         let schema = stream.schema();
         let (mut shown, mut rows) = (Vec::new(), 0);

@@ -3,6 +3,7 @@
 //! payload access and functions investigators need.
 
 mod dataset;
+mod dialect;
 mod functions;
 mod json_filter;
 mod pruning;
@@ -58,6 +59,20 @@ pub fn new_context() -> Result<SessionContext, SqlError> {
     functions::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(json_filter::JsonFilterRule));
     Ok(ctx)
+}
+
+/// Plan `text`, one SQL statement, as a query of `ctx`: DataFusion's SQL, with trailql's
+/// additions ([`dialect`]). Use this instead of `ctx.sql`.
+pub async fn sql(
+    ctx: &SessionContext,
+    text: &str,
+) -> datafusion::error::Result<datafusion::dataframe::DataFrame> {
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let mut statement = state.sql_to_statement(text, &dialect)?;
+    dialect::name_fields_after_subscripts(&mut statement);
+    let plan = state.statement_to_plan(statement).await?;
+    ctx.execute_logical_plan(plan).await
 }
 
 /// A session whose `cloudtrail` table reads `source`: a dataset folder holding Parquet files, or
