@@ -10,13 +10,14 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, lit};
 use datafusion::scalar::ScalarValue;
 use trailql_parquet::{PartitionKey, day_value, safe_segment};
 
-/// How a filter may name `eventTime`.
+/// How a filter may name `eventTime` and its bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TimeColumn {
-    /// Only as itself: the bounds are exact.
+    /// The column itself against a timestamp literal (DataFusion has folded a text or cast
+    /// literal into one by the time filters reach a table): the bounds are exact.
     Plain,
-    /// Also cast to another type: the bounds are right to within a day either way, as good as
-    /// raw archives' delivery dates need.
+    /// Also the column cast to another type, and text read as a UTC time: the bounds are right
+    /// to within a day either way, as good as raw archives' delivery dates need.
     ThroughCasts,
 }
 
@@ -35,9 +36,9 @@ pub(crate) fn time_bounds(filters: &[Expr], column: TimeColumn) -> (Option<i64>,
         match expr {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 let (op, value) = match (is_time(left), is_time(right)) {
-                    (true, false) => (*op, micros(right)),
+                    (true, false) => (*op, micros(right, column)),
                     (false, true) => match op.swap() {
-                        Some(op) => (op, micros(left)),
+                        Some(op) => (op, micros(left, column)),
                         None => continue,
                     },
                     _ => continue,
@@ -62,10 +63,10 @@ pub(crate) fn time_bounds(filters: &[Expr], column: TimeColumn) -> (Option<i64>,
                 low,
                 high,
             }) if is_time(expr) => {
-                if let Some(v) = micros(low) {
+                if let Some(v) = micros(low, column) {
                     raise(&mut lo, v);
                 }
-                if let Some(v) = micros(high) {
+                if let Some(v) = micros(high, column) {
                     lower(&mut hi, v);
                 }
             }
@@ -85,7 +86,8 @@ fn is_event_time(expr: &Expr, column: TimeColumn) -> bool {
 }
 
 /// A literal time as microseconds since the epoch, when it is one exactly.
-fn micros(expr: &Expr) -> Option<i64> {
+fn micros(expr: &Expr, column: TimeColumn) -> Option<i64> {
+    let lenient = column == TimeColumn::ThroughCasts;
     match expr {
         Expr::Literal(value, _) => match value {
             ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
@@ -94,16 +96,20 @@ fn micros(expr: &Expr) -> Option<i64> {
             ScalarValue::TimestampNanosecond(Some(v), _) if v % 1_000 == 0 => Some(v / 1_000),
             ScalarValue::Utf8(Some(s))
             | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)) => trailql_schema::time::parse(s)
-                .map(|p| p.micros)
-                .or_else(|| {
-                    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-                    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
-                }),
+            | ScalarValue::LargeUtf8(Some(s))
+                if lenient =>
+            {
+                trailql_schema::time::parse(s)
+                    .map(|p| p.micros)
+                    .or_else(|| {
+                        let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+                        Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+                    })
+            }
             _ => None,
         },
-        Expr::Cast(c) => micros(&c.expr),
-        Expr::TryCast(c) => micros(&c.expr),
+        Expr::Cast(c) if lenient => micros(&c.expr, column),
+        Expr::TryCast(c) if lenient => micros(&c.expr, column),
         _ => None,
     }
 }
@@ -201,11 +207,20 @@ mod tests {
         trailql_schema::time::parse(s).unwrap().micros
     }
 
+    fn micros_literal(micros: i64) -> ScalarValue {
+        ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
+    }
+
+    /// A timestamp literal, as DataFusion folds `TIMESTAMP '...'` or `'...'` compared with a time.
+    fn t(s: &str) -> Expr {
+        lit(micros_literal(ts(s)))
+    }
+
     #[test]
     fn bounds_come_from_comparisons_and_between() {
         let f = col("eventTime")
-            .gt_eq(lit("2023-07-10T00:00:00Z"))
-            .and(col("eventTime").lt(lit("2023-07-11T00:00:00Z")));
+            .gt_eq(t("2023-07-10T00:00:00Z"))
+            .and(col("eventTime").lt(t("2023-07-11T00:00:00Z")));
         assert_eq!(
             time_bounds(&[f], TimeColumn::Plain),
             (
@@ -213,12 +228,26 @@ mod tests {
                 Some(ts("2023-07-11T00:00:00Z") - 1)
             )
         );
+        let f = col("eventTime").between(t("2023-07-10T00:00:00Z"), t("2023-07-12T00:00:00Z"));
+        assert_eq!(
+            time_bounds(&[f], TimeColumn::Plain),
+            (
+                Some(ts("2023-07-10T00:00:00Z")),
+                Some(ts("2023-07-12T00:00:00Z"))
+            )
+        );
+        // Text is read as a UTC time only where a day either way does not matter: DataFusion
+        // folds it into a timestamp by its own rules (its session time zone) before a scan.
         let f = col("eventTime").between(lit("2023-07-10"), lit("2023-07-12"));
         assert_eq!(
-            time_bounds(&[f], TimeColumn::Plain).0,
+            time_bounds(std::slice::from_ref(&f), TimeColumn::Plain),
+            (None, None)
+        );
+        assert_eq!(
+            time_bounds(&[f], TimeColumn::ThroughCasts).0,
             Some(ts("2023-07-10T00:00:00Z"))
         );
-        let f = lit("2023-07-10T00:00:00Z").lt(col("eventTime"));
+        let f = t("2023-07-10T00:00:00Z").lt(col("eventTime"));
         assert_eq!(
             time_bounds(&[f], TimeColumn::Plain),
             (Some(ts("2023-07-10T00:00:00Z") + 1), None),
@@ -242,10 +271,6 @@ mod tests {
         assert_eq!(time_bounds(&[inexact], TimeColumn::Plain), (None, None));
     }
 
-    fn micros_literal(micros: i64) -> ScalarValue {
-        ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
-    }
-
     fn implied(filter: Expr) -> Vec<String> {
         let keys = [
             PartitionKey::Account,
@@ -261,8 +286,8 @@ mod tests {
     #[test]
     fn time_bounds_become_day_bounds_that_keep_odd_folders() {
         let f = col("eventTime")
-            .gt_eq(lit("2024-07-31T10:00:00Z"))
-            .and(col("eventTime").lt(lit("2024-08-02T00:00:00Z")));
+            .gt_eq(t("2024-07-31T10:00:00Z"))
+            .and(col("eventTime").lt(t("2024-08-02T00:00:00Z")));
         assert_eq!(
             implied(f),
             [
@@ -271,7 +296,7 @@ mod tests {
             ],
             "`<` midnight ends the day before"
         );
-        let f = col("eventTime").lt_eq(lit("2024-08-02T00:00:00Z"));
+        let f = col("eventTime").lt_eq(t("2024-08-02T00:00:00Z"));
         assert_eq!(implied(f), ["date <= Utf8(\"2024-08-02\")"]);
         // Folder names of odd days sort before `0`, as the bounds assume.
         let folder = |micros| trailql_parquet::safe_segment(day_value(micros).as_deref());
