@@ -216,6 +216,16 @@ mod tests {
         lit(micros_literal(ts(s)))
     }
 
+    /// `filter` gives no exact bound, and a lower bound of 2023-07-10 through casts.
+    fn bounded_only_through_casts(filter: Expr) {
+        let filters = [filter];
+        assert_eq!(time_bounds(&filters, TimeColumn::Plain), (None, None));
+        assert_eq!(
+            time_bounds(&filters, TimeColumn::ThroughCasts).0,
+            Some(ts("2023-07-10T00:00:00Z"))
+        );
+    }
+
     #[test]
     fn bounds_come_from_comparisons_and_between() {
         let f = col("eventTime")
@@ -238,15 +248,7 @@ mod tests {
         );
         // Text is read as a UTC time only where a day either way does not matter: DataFusion
         // folds it into a timestamp by its own rules (its session time zone) before a scan.
-        let f = col("eventTime").between(lit("2023-07-10"), lit("2023-07-12"));
-        assert_eq!(
-            time_bounds(std::slice::from_ref(&f), TimeColumn::Plain),
-            (None, None)
-        );
-        assert_eq!(
-            time_bounds(&[f], TimeColumn::ThroughCasts).0,
-            Some(ts("2023-07-10T00:00:00Z"))
-        );
+        bounded_only_through_casts(col("eventTime").between(lit("2023-07-10"), lit("2023-07-12")));
         let f = t("2023-07-10T00:00:00Z").lt(col("eventTime"));
         assert_eq!(
             time_bounds(&[f], TimeColumn::Plain),
@@ -258,15 +260,7 @@ mod tests {
             (None, None)
         );
         let cast = Expr::Cast(Cast::new(Box::new(col("eventTime")), DataType::Date32));
-        let f = cast.gt_eq(lit("2023-07-10"));
-        assert_eq!(
-            time_bounds(std::slice::from_ref(&f), TimeColumn::Plain),
-            (None, None)
-        );
-        assert_eq!(
-            time_bounds(&[f], TimeColumn::ThroughCasts).0,
-            Some(ts("2023-07-10T00:00:00Z"))
-        );
+        bounded_only_through_casts(cast.gt_eq(t("2023-07-10T00:00:00Z")));
         let inexact = col("eventTime").lt(lit_timestamp_nano(1_000_000_001));
         assert_eq!(time_bounds(&[inexact], TimeColumn::Plain), (None, None));
     }
