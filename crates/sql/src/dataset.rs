@@ -241,7 +241,11 @@ fn first_parquet(root: &std::path::Path) -> Option<std::path::PathBuf> {
     None
 }
 
-/// DataFusion's [`ParquetFormat`] without min/max statistics for nested columns.
+/// DataFusion's [`ParquetFormat`] without min/max statistics for nested columns. A Parquet
+/// footer has none for a struct or list, yet DataFusion records one per file (a null) and
+/// merges them across every file on every query, through arrow kernels: 38% of the time of a
+/// query that reads nothing. Such a value prunes nothing, so it is dropped; row counts, null
+/// counts and sizes are kept.
 #[derive(Debug, Default)]
 pub struct DatasetFormat {
     parquet: ParquetFormat,
