@@ -72,6 +72,11 @@ fn slt_files() -> Vec<PathBuf> {
 }
 
 async fn context(source: &Path) -> SessionContext {
+    context_with_cache(source, 0).await
+}
+
+/// A session over `source` keeping up to `cache_bytes` of a dataset's decoded columns.
+async fn context_with_cache(source: &Path, cache_bytes: usize) -> SessionContext {
     let options = IngestOptions {
         threads: 2,
         ..IngestOptions::default()
@@ -80,15 +85,18 @@ async fn context(source: &Path) -> SessionContext {
         &[source.display().to_string()],
         &StoreOptions::default(),
         options,
+        cache_bytes,
     )
     .await
     .expect("open the source")
     .0
 }
 
-async fn run_all(source: &Path, complete: bool) {
+/// Run every SQL test file over `source`, in a session keeping up to `cache_bytes` of decoded
+/// columns.
+async fn run_all(source: &Path, complete: bool, cache_bytes: usize) {
     for file in slt_files() {
-        let ctx = context(source).await;
+        let ctx = context_with_cache(source, cache_bytes).await;
         let mut runner = sqllogictest::Runner::new(move || {
             let ctx = ctx.clone();
             async move { Ok(TrailDb { ctx }) }
@@ -118,7 +126,11 @@ async fn slt_over_the_converted_parquet_dataset() {
     let (run, dataset) = convert(&[&data_dir()], &[]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     let complete = std::env::var_os("TRAILQL_SLT_COMPLETE").is_some();
-    run_all(dataset.path(), complete).await;
+    run_all(dataset.path(), complete, 0).await;
+    if !complete {
+        // Through the column cache, read cold and then warm as the statements repeat columns.
+        run_all(dataset.path(), false, 64 << 20).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +138,7 @@ async fn slt_over_the_raw_archive() {
     if std::env::var_os("TRAILQL_SLT_COMPLETE").is_some() {
         return; // completed from the Parquet table; checked against raw on the next run
     }
-    run_all(&data_dir(), false).await;
+    run_all(&data_dir(), false, 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +220,7 @@ async fn filters_choose_the_partition_folders_read_and_change_no_answer() {
     let (run, dataset) = convert(&[&data_dir()], &["--partition-by", "account,region,date"]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     // Every SQL test gives the raw archive's answers over this layout too.
-    run_all(dataset.path(), false).await;
+    run_all(dataset.path(), false, 0).await;
 
     let ctx = context(dataset.path()).await;
     let day = "SELECT count(*) FROM cloudtrail WHERE eventTime >= TIMESTAMP '2024-07-31T00:00:00Z' AND eventTime < TIMESTAMP '2024-08-01T00:00:00Z'";
@@ -231,6 +243,109 @@ async fn filters_choose_the_partition_folders_read_and_change_no_answer() {
     let before =
         "SELECT count(*) FROM cloudtrail WHERE eventTime < TIMESTAMP '2023-07-10T00:00:00Z'";
     assert!(folders_read(&ctx, before).await.is_empty());
+
+    // Through the column cache, the scan reads the same folders.
+    let cached = context_with_cache(dataset.path(), 64 << 20).await;
+    let day_names = day.replace("count(*)", "count(DISTINCT eventName)");
+    let plan = explain(&cached, &day_names).await;
+    assert!(plan.contains("CachedScanExec"), "{plan}");
+    assert_eq!(folders_read(&cached, &day_names).await, expected);
+}
+
+/// How many Parquet files there are under `root`.
+fn parquet_files(root: &Path) -> usize {
+    std::fs::read_dir(root)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .map(|path| match path.is_dir() {
+            true if !path.ends_with("_trailql") => parquet_files(&path),
+            _ => usize::from(path.extension().is_some_and(|e| e == "parquet")),
+        })
+        .sum()
+}
+
+/// The text of `EXPLAIN sql` (or of `sql` itself if it is an EXPLAIN).
+async fn explain(ctx: &SessionContext, sql: &str) -> String {
+    let sql = if sql.starts_with("EXPLAIN") {
+        sql.to_string()
+    } else {
+        format!("EXPLAIN {sql}")
+    };
+    let plan = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    arrow::util::pretty::pretty_format_batches(&plan)
+        .unwrap()
+        .to_string()
+}
+
+/// The answer to `sql` as a printed table.
+async fn answer(ctx: &SessionContext, sql: &str) -> String {
+    let batches = trailql_sql::sql(ctx, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_column_cache_answers_as_parquet_does_and_reads_each_file_once() {
+    let (run, dataset) = convert(&[&data_dir()], &["--partition-by", "account,date"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let plain = context(dataset.path()).await;
+    let cached = context_with_cache(dataset.path(), 64 << 20).await;
+    let queries = [
+        "SELECT eventName, count(*) AS n FROM cloudtrail GROUP BY 1 ORDER BY n DESC, 1",
+        "SELECT account, date, count(*) FROM cloudtrail GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT eventTime, eventID, readOnly, userAgent, requestParameters->>'bucketName', _unmapped FROM cloudtrail WHERE eventName LIKE 'Get%' ORDER BY eventTime, eventID",
+        "SELECT eventSource, errorCode, count(*) FROM cloudtrail WHERE errorCode IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2",
+        "SELECT count(*), count(DISTINCT sourceIPAddress) FROM cloudtrail WHERE eventTime >= TIMESTAMP '2024-07-31T00:00:00Z' AND eventTime < TIMESTAMP '2024-08-01T00:00:00Z'",
+        "SELECT * FROM cloudtrail ORDER BY eventTime, eventID",
+    ];
+    for sql in queries {
+        let expected = answer(&plain, sql).await;
+        assert!(
+            expected.lines().count() > 4,
+            "{sql} answers too little: {expected}"
+        );
+        assert_eq!(answer(&cached, sql).await, expected, "cold: {sql}");
+        assert_eq!(answer(&cached, sql).await, expected, "warm: {sql}");
+    }
+    // Asked again, a question reads no file: every one comes from the cache.
+    let analyzed = explain(&cached, &format!("EXPLAIN ANALYZE {}", queries[3])).await;
+    assert!(analyzed.contains("CachedScanExec"), "{analyzed}");
+    assert!(analyzed.contains("files_read=0"), "{analyzed}");
+    assert!(!analyzed.contains("files_from_cache=0"), "{analyzed}");
+    // The first question about a column reads every file once.
+    let fresh = context_with_cache(dataset.path(), 64 << 20).await;
+    let files = parquet_files(dataset.path());
+    assert!(files > 1, "{files} files");
+    let analyzed = explain(&fresh, &format!("EXPLAIN ANALYZE {}", queries[0])).await;
+    assert!(
+        analyzed.contains(&format!("files_read={files}")),
+        "{analyzed}"
+    );
+    // Nested columns are read by DataFusion's scan, which reads only the fields named.
+    let nested = "SELECT userIdentity.arn, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC, 1";
+    let plan = explain(&cached, nested).await;
+    assert!(
+        !plan.contains("CachedScanExec") && plan.contains("DataSourceExec"),
+        "{plan}"
+    );
+    assert_eq!(answer(&cached, nested).await, answer(&plain, nested).await);
+    // Files larger than half the budget are read as before, not through the cache.
+    let small = context_with_cache(dataset.path(), 1024).await;
+    let plan = explain(&small, queries[0]).await;
+    assert!(
+        !plan.contains("CachedScanExec") && plan.contains("DataSourceExec"),
+        "{plan}"
+    );
+    assert_eq!(
+        answer(&small, queries[0]).await,
+        answer(&plain, queries[0]).await
+    );
 }
 
 #[test]

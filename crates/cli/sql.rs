@@ -32,6 +32,12 @@ pub struct SourceArgs {
     /// Endpoint URL of an S3-compatible store.
     #[arg(long)]
     endpoint: Option<String>,
+
+    /// Memory for a dataset's decoded columns kept between statements (shell, or query with
+    /// --file), in MiB; 0 keeps none. The second question about the same days reads no file.
+    /// A query that would read files larger than half of it reads them directly.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    cache_mb: usize,
 }
 
 /// Run SQL over trail data and print the result.
@@ -85,7 +91,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn open(source: &SourceArgs) -> anyhow::Result<(SessionContext, SourceKind)> {
+/// Open `source`, with its column cache if `statements` may ask more than one question.
+async fn open(
+    source: &SourceArgs,
+    statements: usize,
+) -> anyhow::Result<(SessionContext, SourceKind)> {
     let mut ingest = IngestOptions::default();
     if let Some(t) = source.threads {
         ingest.threads = t.max(1);
@@ -94,7 +104,12 @@ async fn open(source: &SourceArgs) -> anyhow::Result<(SessionContext, SourceKind
         region: source.region.clone(),
         endpoint: source.endpoint.clone(),
     };
-    Ok(trailql_sql::open(&source.sources, &store, ingest).await?)
+    let cache_bytes = if statements > 1 {
+        source.cache_mb.saturating_mul(1 << 20)
+    } else {
+        0
+    };
+    Ok(trailql_sql::open(&source.sources, &store, ingest, cache_bytes).await?)
 }
 
 pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
@@ -112,7 +127,7 @@ pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
     let statements = split_statements(&script);
     anyhow::ensure!(!statements.is_empty(), "the script holds no SQL statement");
     runtime()?.block_on(async {
-        let (ctx, _) = open(&args.source).await?;
+        let (ctx, _) = open(&args.source, statements.len()).await?;
         let mut sink = ResultSink::new(args.format, args.output.as_deref())?;
         let last = statements.len() - 1;
         for (i, sql) in statements.iter().enumerate() {
@@ -204,7 +219,7 @@ pub fn split_statements(script: &str) -> Vec<String> {
 
 pub fn shell(args: ShellArgs) -> anyhow::Result<u8> {
     let rt = runtime()?;
-    let (ctx, kind) = rt.block_on(open(&args.source))?;
+    let (ctx, kind) = rt.block_on(open(&args.source, usize::MAX))?;
     let what = match kind {
         SourceKind::Parquet => "Parquet dataset",
         SourceKind::Raw => "raw trail files (decoded on every query)",

@@ -4,7 +4,9 @@
 //! - filters on the partition folders that the query's own filters imply
 //!   ([`crate::pruning::implied_partition_filters`]): a one-day query lists and opens one day's
 //!   files, not all of them;
-//! - no min/max statistics kept for nested columns ([`DatasetFormat`]).
+//! - no min/max statistics kept for nested columns ([`DatasetFormat`]);
+//! - in a session with a column cache, scans of files that fit it go through the cache
+//!   ([`crate::cache`]).
 
 use std::sync::Arc;
 
@@ -33,14 +35,17 @@ use trailql_ingest::StoreOptions;
 use trailql_lake::Lake;
 use trailql_parquet::{DatasetLocation, PartitionKey};
 
+use crate::cache::{CachedScanExec, ColumnCache};
 use crate::pruning::implied_partition_filters;
 use crate::{SqlError, snapshot};
 
-/// A dataset as a table: its listing table, and the partition keys its folders were written by.
+/// A dataset as a table: its listing table, the partition keys its folders were written by,
+/// and the session's column cache if it keeps one.
 #[derive(Debug)]
 pub(crate) struct DatasetTable {
     listing: ListingTable,
     keys: Vec<PartitionKey>,
+    cache: Option<Arc<ColumnCache>>,
 }
 
 #[async_trait]
@@ -80,13 +85,21 @@ impl TableProvider for DatasetTable {
         args: ScanArgs<'a>,
     ) -> Result<ScanResult> {
         let mut filters = args.filters().unwrap_or_default().to_vec();
+        let filtered = !filters.is_empty();
         filters.extend(implied_partition_filters(&filters, &self.keys));
         let args = ScanArgs::default()
             .with_projection(args.projection())
             .with_filters(Some(&filters))
             .with_limit(args.limit())
             .with_statistics_requests(args.statistics_requests());
-        self.listing.scan_with_args(state, args).await
+        let scan = self.listing.scan_with_args(state, args).await?;
+        let cached = self.cache.as_ref().and_then(|cache| {
+            CachedScanExec::replacing(scan.plan(), cache, state.config().batch_size(), filtered)
+        });
+        Ok(match cached {
+            Some(exec) => ScanResult::new(Arc::new(exec)),
+            None => scan,
+        })
     }
 }
 
@@ -96,6 +109,7 @@ pub(crate) async fn lake_table(
     ctx: &SessionContext,
     source: &str,
     store: &StoreOptions,
+    cache: Option<Arc<ColumnCache>>,
 ) -> Result<Option<DatasetTable>, SqlError> {
     let Ok(found) = trailql_ingest::open_store(source, store) else {
         return Ok(None);
@@ -154,6 +168,7 @@ pub(crate) async fn lake_table(
     Ok(Some(DatasetTable {
         listing: listing_table(ctx, url, partition_cols)?,
         keys,
+        cache,
     }))
 }
 
@@ -184,6 +199,7 @@ fn listing_table(
 pub(crate) async fn parquet_table(
     ctx: &SessionContext,
     path: &str,
+    cache: Option<Arc<ColumnCache>>,
 ) -> Result<Option<DatasetTable>, SqlError> {
     let root = std::path::Path::new(path);
     let Some(first) = first_parquet(root) else {
@@ -211,6 +227,7 @@ pub(crate) async fn parquet_table(
     Ok(Some(DatasetTable {
         listing: listing_table(ctx, url, partition_cols)?,
         keys: Vec::new(),
+        cache,
     }))
 }
 

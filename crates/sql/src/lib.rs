@@ -2,6 +2,7 @@
 //! or straight over raw archives (read through the same ingest pipeline and schema), with JSON
 //! payload access and functions investigators need.
 
+mod cache;
 mod dataset;
 mod dialect;
 mod functions;
@@ -76,31 +77,36 @@ pub async fn sql(
 }
 
 /// A session whose `cloudtrail` table reads `source`: a dataset folder holding Parquet files, or
-/// any mix of trail files and folders (local or object store) read raw.
+/// any mix of trail files and folders (local or object store) read raw. Over a dataset, the
+/// session keeps up to `cache_bytes` of decoded columns between statements (0: none).
 pub async fn open(
     sources: &[String],
     store: &StoreOptions,
     ingest: IngestOptions,
+    cache_bytes: usize,
 ) -> Result<(SessionContext, SourceKind), SqlError> {
     let ctx = new_context()?;
-    let kind = register(&ctx, TABLE, sources, store, ingest).await?;
+    let kind = register(&ctx, TABLE, sources, store, ingest, cache_bytes).await?;
     Ok((ctx, kind))
 }
 
-/// Register a table over `sources` under `name`; whether it reads Parquet or raw files.
+/// Register a table over `sources` under `name`; whether it reads Parquet or raw files. A
+/// Parquet table keeps up to `cache_bytes` of decoded columns between statements (0: none).
 pub async fn register(
     ctx: &SessionContext,
     name: &str,
     sources: &[String],
     store: &StoreOptions,
     ingest: IngestOptions,
+    cache_bytes: usize,
 ) -> Result<SourceKind, SqlError> {
     if let [single] = sources {
-        if let Some(table) = dataset::lake_table(ctx, single, store).await? {
+        let cache = (cache_bytes > 0).then(|| Arc::new(cache::ColumnCache::new(cache_bytes)));
+        if let Some(table) = dataset::lake_table(ctx, single, store, cache.clone()).await? {
             ctx.register_table(name, Arc::new(table))?;
             return Ok(SourceKind::Parquet);
         }
-        if let Some(table) = dataset::parquet_table(ctx, single).await? {
+        if let Some(table) = dataset::parquet_table(ctx, single, cache).await? {
             ctx.register_table(name, Arc::new(table))?;
             return Ok(SourceKind::Parquet);
         }

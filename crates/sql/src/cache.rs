@@ -1,0 +1,643 @@
+//! Decoded columns of a dataset's files, kept in memory between the statements of a session,
+//! as DuckDB's buffer manager keeps its blocks: an investigation asks many questions of the same
+//! days, and reading Parquet again for each one (opening every file, converting its schema,
+//! decompressing and decoding its pages) costs more than answering them.
+//!
+//! [`ColumnCache`] holds the Arrow arrays of (file, column) pairs within a memory budget, the
+//! least recently used dropped first. [`CachedScanExec`] replaces the dataset's Parquet scan when
+//! the files the scan reads (after partition pruning) fit in half the budget and it reads no
+//! nested column: it serves cached columns and reads the others, whole and unfiltered, into
+//! the cache. Filters run above it, so
+//! answers are those of the Parquet scan. Files are immutable under their names, and a key also
+//! holds the size, modification time and ETag the listing saw, so a replaced file is read again.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, ArrayRef, RecordBatch, new_null_array};
+use arrow::compute::{cast, concat};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result, Statistics};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::ParquetSource;
+use datafusion::datasource::physical_plan::parquet::{
+    DefaultParquetFileReaderFactory, ParquetFileReaderFactory,
+};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::TaskContext;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::coop::make_cooperative;
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
+};
+use datafusion::physical_plan::statistics::StatisticsArgs;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
+use object_store::path::Path;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
+
+/// Decoded columns of Parquet files within a memory budget, least recently used dropped first.
+#[derive(Debug)]
+pub(crate) struct ColumnCache {
+    budget: usize,
+    state: Mutex<CacheState>,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    columns: HashMap<ColumnKey, CachedColumn>,
+    used: usize,
+    clock: u64,
+}
+
+/// One column of one file, as the listing saw the file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ColumnKey {
+    path: Path,
+    size: u64,
+    modified_ms: i64,
+    e_tag: Option<String>,
+    column: String,
+    data_type: DataType,
+}
+
+impl ColumnKey {
+    fn new(meta: &ObjectMeta, field: &Field) -> Self {
+        ColumnKey {
+            path: meta.location.clone(),
+            size: meta.size,
+            modified_ms: meta.last_modified.timestamp_millis(),
+            e_tag: meta.e_tag.clone(),
+            column: field.name().clone(),
+            data_type: field.data_type().clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CachedColumn {
+    chunks: Arc<[ArrayRef]>,
+    bytes: usize,
+    last_used: u64,
+}
+
+impl ColumnCache {
+    /// A cache holding at most `budget` bytes of arrays.
+    pub(crate) fn new(budget: usize) -> Self {
+        ColumnCache {
+            budget,
+            state: Mutex::default(),
+        }
+    }
+
+    fn get(&self, key: &ColumnKey) -> Option<Arc<[ArrayRef]>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.clock += 1;
+        let now = state.clock;
+        let column = state.columns.get_mut(key)?;
+        column.last_used = now;
+        Some(column.chunks.clone())
+    }
+
+    /// Keep `chunks` under `key`, dropping the least recently used columns to make room; a
+    /// column larger than the whole budget is not kept.
+    fn insert(&self, key: ColumnKey, chunks: Arc<[ArrayRef]>) {
+        let bytes = memory_size(&chunks);
+        if bytes > self.budget {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = state.columns.remove(&key) {
+            state.used -= old.bytes;
+        }
+        while state.used + bytes > self.budget {
+            let Some(oldest) = state
+                .columns
+                .iter()
+                .min_by_key(|(_, c)| c.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(old) = state.columns.remove(&oldest) {
+                state.used -= old.bytes;
+            }
+        }
+        state.clock += 1;
+        let last_used = state.clock;
+        state.used += bytes;
+        state.columns.insert(
+            key,
+            CachedColumn {
+                chunks,
+                bytes,
+                last_used,
+            },
+        );
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.state.lock().unwrap().used
+    }
+}
+
+/// Memory held by `arrays`, each buffer counted once: the batches of a column read from one
+/// dictionary page share the page's strings.
+fn memory_size(arrays: &[ArrayRef]) -> usize {
+    fn walk(data: &arrow::array::ArrayData, seen: &mut std::collections::HashSet<usize>) -> usize {
+        let mut total = 0;
+        let buffers = data
+            .buffers()
+            .iter()
+            .chain(data.nulls().map(|n| n.buffer()));
+        for buffer in buffers {
+            if seen.insert(buffer.data_ptr().as_ptr() as usize) {
+                total += buffer.capacity();
+            }
+        }
+        total
+            + data
+                .child_data()
+                .iter()
+                .map(|c| walk(c, seen))
+                .sum::<usize>()
+    }
+    let mut seen = std::collections::HashSet::new();
+    arrays.iter().map(|a| walk(&a.to_data(), &mut seen)).sum()
+}
+
+/// Where an output column of the scan comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A column of the Parquet files.
+    File(FieldRef),
+    /// A partition column: the file's value for it, at this index of its partition values.
+    Partition(usize),
+}
+
+/// A scan of a dataset's Parquet files through a [`ColumnCache`]: the same files, partitions,
+/// order and output as the Parquet scan it stands for.
+#[derive(Debug)]
+pub(crate) struct CachedScanExec {
+    cache: Arc<ColumnCache>,
+    store_url: ObjectStoreUrl,
+    groups: Vec<Vec<PartitionedFile>>,
+    sources: Arc<[Source]>,
+    batch_size: usize,
+    /// The Parquet scan replaced, for its statistics.
+    parquet: Arc<dyn ExecutionPlan>,
+    filtered: bool,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl CachedScanExec {
+    /// The cached scan standing for `plan`, if `plan` is an unlimited Parquet scan of whole
+    /// files projecting at least one file column and no nested one, and its files together
+    /// fit in half the budget. `filtered`: the query filters the scan's rows (its statistics are then inexact).
+    pub(crate) fn replacing(
+        plan: &Arc<dyn ExecutionPlan>,
+        cache: &Arc<ColumnCache>,
+        batch_size: usize,
+        filtered: bool,
+    ) -> Option<Self> {
+        let exec = plan.downcast_ref::<DataSourceExec>()?;
+        let (config, _) = exec.downcast_to_file_source::<ParquetSource>()?;
+        if config.limit.is_some() {
+            return None;
+        }
+        let files: Vec<&PartitionedFile> =
+            config.file_groups.iter().flat_map(|g| g.iter()).collect();
+        if files.iter().any(|f| f.range.is_some()) {
+            return None;
+        }
+        let bytes: u64 = files.iter().map(|f| f.object_meta.size).sum();
+        if bytes > cache.budget as u64 / 2 {
+            return None;
+        }
+        let file_schema = config.file_schema();
+        let partition_cols = config.table_partition_cols();
+        let mut sources = Vec::new();
+        for field in plan.schema().fields() {
+            if let Ok(found) = file_schema.field_with_name(field.name()) {
+                // A nested column read whole costs several times what DataFusion's scan
+                // of the fields a query names does (`userIdentity.arn`): those stay with it.
+                if found.data_type() != field.data_type() || found.data_type().is_nested() {
+                    return None;
+                }
+                sources.push(Source::File(field.clone()));
+            } else {
+                let index = partition_cols
+                    .iter()
+                    .position(|p| p.name() == field.name())?;
+                sources.push(Source::Partition(index));
+            }
+        }
+        if !sources.iter().any(|s| matches!(s, Source::File(_))) {
+            return None;
+        }
+        Some(CachedScanExec {
+            cache: cache.clone(),
+            store_url: config.object_store_url.clone(),
+            groups: config
+                .file_groups
+                .iter()
+                .map(|g| g.files().to_vec())
+                .collect(),
+            sources: sources.into(),
+            batch_size: batch_size.max(1),
+            parquet: plan.clone(),
+            filtered,
+            properties: plan.properties().clone(),
+            metrics: ExecutionPlanMetricsSet::new(),
+        })
+    }
+}
+
+impl DisplayAs for CachedScanExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let columns: Vec<String> = self
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        match t {
+            DisplayFormatType::TreeRender => write!(
+                f,
+                "files={}",
+                self.groups.iter().map(Vec::len).sum::<usize>()
+            ),
+            DisplayFormatType::Default | DisplayFormatType::Verbose => {
+                write!(
+                    f,
+                    "CachedScanExec: file_groups={{{} groups: [",
+                    self.groups.len()
+                )?;
+                for (i, group) in self.groups.iter().enumerate() {
+                    write!(f, "{}[", if i > 0 { ", " } else { "" })?;
+                    let shown = match t {
+                        DisplayFormatType::Verbose => group.len(),
+                        _ => group.len().min(5),
+                    };
+                    for (j, file) in group.iter().take(shown).enumerate() {
+                        write!(
+                            f,
+                            "{}{}",
+                            if j > 0 { ", " } else { "" },
+                            file.object_meta.location
+                        )?;
+                    }
+                    if shown < group.len() {
+                        write!(f, ", ...")?;
+                    }
+                    write!(f, "]")?;
+                }
+                write!(f, "]}}, projection=[{}]", columns.join(", "))
+            }
+        }
+    }
+}
+
+impl ExecutionPlan for CachedScanExec {
+    fn name(&self) -> &'static str {
+        "CachedScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let store = context.runtime_env().object_store(&self.store_url)?;
+        let read = Reader {
+            cache: self.cache.clone(),
+            files: Arc::new(DefaultParquetFileReaderFactory::new(store)),
+            partition,
+            metrics: self.metrics.clone(),
+            sources: self.sources.clone(),
+            schema: self.schema(),
+            batch_size: self.batch_size,
+            files_read: MetricBuilder::new(&self.metrics).counter("files_read", partition),
+            files_from_cache: MetricBuilder::new(&self.metrics)
+                .counter("files_from_cache", partition),
+        };
+        let files = self.groups.get(partition).cloned().unwrap_or_default();
+        let stream = futures::stream::iter(files)
+            .then(move |file| {
+                let read = read.clone();
+                async move { read.file(&file).await }
+            })
+            .map_ok(|batches| futures::stream::iter(batches.into_iter().map(Ok)))
+            .try_flatten();
+        Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            stream,
+        ))))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let stats = self.parquet.statistics_from_inputs(&[], args)?;
+        Ok(if self.filtered {
+            Arc::new(stats.as_ref().clone().to_inexact())
+        } else {
+            stats
+        })
+    }
+}
+
+/// What one partition's stream needs to produce a file's batches.
+#[derive(Clone)]
+struct Reader {
+    cache: Arc<ColumnCache>,
+    files: Arc<DefaultParquetFileReaderFactory>,
+    partition: usize,
+    metrics: ExecutionPlanMetricsSet,
+    sources: Arc<[Source]>,
+    schema: SchemaRef,
+    batch_size: usize,
+    files_read: Count,
+    files_from_cache: Count,
+}
+
+impl Reader {
+    /// The scan's batches of `file`: cached columns as they are, the others read into the
+    /// cache first.
+    async fn file(&self, file: &PartitionedFile) -> Result<Vec<RecordBatch>> {
+        let fields: Vec<&FieldRef> = self
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                Source::File(field) => Some(field),
+                Source::Partition(_) => None,
+            })
+            .collect();
+        let keys: Vec<ColumnKey> = fields
+            .iter()
+            .map(|f| ColumnKey::new(&file.object_meta, f))
+            .collect();
+        let mut columns: Vec<Option<Arc<[ArrayRef]>>> =
+            keys.iter().map(|k| self.cache.get(k)).collect();
+        let missing: Vec<usize> = (0..columns.len())
+            .filter(|&i| columns[i].is_none())
+            .collect();
+        if missing.is_empty() {
+            self.files_from_cache.add(1);
+        } else {
+            self.files_read.add(1);
+            let wanted: Vec<&FieldRef> = missing.iter().map(|&i| fields[i]).collect();
+            let reader =
+                self.files
+                    .create_reader(self.partition, file.clone(), None, &self.metrics)?;
+            let read = read_columns(reader, &wanted, self.batch_size)
+                .await
+                .map_err(|e| e.context(format!("reading {}", file.object_meta.location)))?;
+            for (i, chunks) in missing.into_iter().zip(read) {
+                let chunks: Arc<[ArrayRef]> = chunks.into();
+                self.cache.insert(keys[i].clone(), chunks.clone());
+                columns[i] = Some(chunks);
+            }
+        }
+        let columns: Vec<Arc<[ArrayRef]>> = columns.into_iter().flatten().collect();
+        self.assemble(file, &columns)
+    }
+
+    /// Batches of the scan's schema from a file's column chunks and partition values.
+    fn assemble(
+        &self,
+        file: &PartitionedFile,
+        columns: &[Arc<[ArrayRef]>],
+    ) -> Result<Vec<RecordBatch>> {
+        let lengths: Vec<usize> = columns[0].iter().map(|a| a.len()).collect();
+        let aligned = columns.iter().all(|c| {
+            c.len() == lengths.len() && c.iter().zip(&lengths).all(|(a, &n)| a.len() == n)
+        });
+        // Chunks read with different batch sizes: one array per column, cut again.
+        let rechunked: Vec<Arc<[ArrayRef]>>;
+        let (columns, lengths) = if aligned {
+            (columns, lengths)
+        } else {
+            rechunked = columns
+                .iter()
+                .map(|c| {
+                    let parts: Vec<&dyn Array> = c.iter().map(|a| a.as_ref()).collect();
+                    Ok(vec![concat(&parts)?].into())
+                })
+                .collect::<Result<_>>()?;
+            let rows = rechunked[0][0].len();
+            if rechunked.iter().any(|c| c[0].len() != rows) {
+                return Err(DataFusionError::Internal(format!(
+                    "{}: cached columns hold different numbers of rows",
+                    file.object_meta.location
+                )));
+            }
+            (rechunked.as_slice(), vec![rows])
+        };
+        let mut batches = Vec::new();
+        for (chunk, &rows) in lengths.iter().enumerate() {
+            let mut file_columns = columns.iter();
+            let mut arrays = Vec::with_capacity(self.sources.len());
+            for (source, field) in self.sources.iter().zip(self.schema.fields()) {
+                let array = match source {
+                    Source::File(_) => file_columns.next().map(|c| c[chunk].clone()),
+                    Source::Partition(i) => match file.partition_values.get(*i) {
+                        Some(value) => {
+                            let array = value.to_array_of_size(rows)?;
+                            Some(if array.data_type() == field.data_type() {
+                                array
+                            } else {
+                                cast(&array, field.data_type())?
+                            })
+                        }
+                        None => None,
+                    },
+                };
+                arrays.push(array.unwrap_or_else(|| new_null_array(field.data_type(), rows)));
+            }
+            for start in (0..rows).step_by(self.batch_size.max(1)) {
+                let len = self.batch_size.min(rows - start);
+                let sliced = arrays.iter().map(|a| a.slice(start, len)).collect();
+                batches.push(RecordBatch::try_new(self.schema.clone(), sliced)?);
+            }
+        }
+        Ok(batches)
+    }
+}
+
+/// Read `fields` of a Parquet file, whole, as chunks of `batch_size` rows, in the fields'
+/// types: top-level text is read as views, a column the file lacks is all null, and one of
+/// another type is cast.
+async fn read_columns(
+    mut reader: Box<dyn AsyncFileReader>,
+    fields: &[&FieldRef],
+    batch_size: usize,
+) -> Result<Vec<Vec<ArrayRef>>> {
+    let mut metadata =
+        ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new()).await?;
+    let file_schema = metadata.schema().clone();
+    let mut coerced = false;
+    let read_fields: Vec<FieldRef> = file_schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let wanted = fields.iter().find(|w| w.name() == f.name());
+            let view = match (wanted.map(|w| w.data_type()), f.data_type()) {
+                (Some(DataType::Utf8View), DataType::Utf8 | DataType::LargeUtf8) => {
+                    Some(DataType::Utf8View)
+                }
+                (Some(DataType::BinaryView), DataType::Binary | DataType::LargeBinary) => {
+                    Some(DataType::BinaryView)
+                }
+                _ => None,
+            };
+            match view {
+                Some(t) => {
+                    coerced = true;
+                    Arc::new(f.as_ref().clone().with_data_type(t))
+                }
+                None => f.clone(),
+            }
+        })
+        .collect();
+    if coerced {
+        let schema = Schema::new_with_metadata(read_fields, file_schema.metadata().clone());
+        metadata = ArrowReaderMetadata::try_new(
+            metadata.metadata().clone(),
+            ArrowReaderOptions::new().with_schema(Arc::new(schema)),
+        )?;
+    }
+    let roots: Vec<usize> = fields
+        .iter()
+        .filter_map(|w| file_schema.index_of(w.name()).ok())
+        .collect();
+    let mask = ProjectionMask::roots(metadata.parquet_schema(), roots);
+    let batches: Vec<RecordBatch> =
+        ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
+            .with_projection(mask)
+            .with_batch_size(batch_size)
+            .build()?
+            .try_collect()
+            .await?;
+    let mut columns = vec![Vec::with_capacity(batches.len()); fields.len()];
+    for batch in &batches {
+        for (column, wanted) in columns.iter_mut().zip(fields) {
+            let array = match batch.column_by_name(wanted.name()) {
+                Some(a) if a.data_type() == wanted.data_type() => a.clone(),
+                Some(a) => cast(a, wanted.data_type())?,
+                None => new_null_array(wanted.data_type(), batch.num_rows()),
+            };
+            column.push(array);
+        }
+    }
+    Ok(columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+
+    fn key(name: &str) -> ColumnKey {
+        ColumnKey {
+            path: Path::from(format!("date=2024-03-01/{name}.parquet")),
+            size: 1,
+            modified_ms: 0,
+            e_tag: None,
+            column: "c".into(),
+            data_type: DataType::Int64,
+        }
+    }
+
+    fn chunks(rows: usize) -> Arc<[ArrayRef]> {
+        vec![Arc::new(Int64Array::from_iter_values(0..rows as i64)) as ArrayRef].into()
+    }
+
+    #[test]
+    fn the_least_recently_used_column_goes_first_and_the_budget_holds() {
+        let one = memory_size(&chunks(1000));
+        let cache = ColumnCache::new(2 * one + one / 2);
+        cache.insert(key("a"), chunks(1000));
+        cache.insert(key("b"), chunks(1000));
+        assert!(cache.get(&key("a")).is_some()); // a is now more recent than b
+        cache.insert(key("c"), chunks(1000));
+        assert!(
+            cache.get(&key("b")).is_none(),
+            "b was the least recently used"
+        );
+        assert!(cache.get(&key("a")).is_some());
+        assert!(cache.get(&key("c")).is_some());
+        assert_eq!(cache.used(), 2 * one);
+        // Too large for the whole budget: not kept, nothing dropped for it.
+        cache.insert(key("d"), chunks(3000));
+        assert!(cache.get(&key("d")).is_none());
+        assert_eq!(cache.used(), 2 * one);
+        // The same key again replaces, not adds.
+        cache.insert(key("a"), chunks(1000));
+        assert_eq!(cache.used(), 2 * one);
+    }
+
+    #[test]
+    fn shared_buffers_are_counted_once() {
+        let values: ArrayRef = Arc::new(StringArray::from(vec!["GetObject"; 100]));
+        let one = memory_size(std::slice::from_ref(&values));
+        let halves = [values.slice(0, 50), values.slice(50, 50)];
+        assert_eq!(memory_size(&halves), one);
+        assert!(memory_size(&[values.clone(), Arc::new(StringArray::from(vec!["x"; 100]))]) > one);
+    }
+
+    #[test]
+    fn a_replaced_file_is_another_key() {
+        let mut meta = ObjectMeta {
+            location: Path::from("date=2024-03-01/part-0.parquet"),
+            last_modified: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            size: 10,
+            e_tag: None,
+            version: None,
+        };
+        let field = Field::new("eventName", DataType::Utf8View, true);
+        let before = ColumnKey::new(&meta, &field);
+        meta.size = 11;
+        assert_ne!(before, ColumnKey::new(&meta, &field));
+    }
+}
