@@ -6,6 +6,7 @@ mod cache;
 mod dataset;
 mod dialect;
 mod functions;
+mod group_count;
 mod json_filter;
 mod pruning;
 mod raw;
@@ -13,6 +14,7 @@ mod snapshot;
 
 use std::sync::Arc;
 
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use trailql_ingest::{IngestOptions, StoreOptions};
 
@@ -46,7 +48,8 @@ pub enum SourceKind {
 }
 
 /// A session with DataFusion set up for CloudTrail: identifiers keep their case
-/// (`eventName` works unquoted), JSON functions and trailql's functions registered.
+/// (`eventName` works unquoted), JSON functions and trailql's functions registered, counts by
+/// text columns done by [`group_count`].
 pub fn new_context() -> Result<SessionContext, SqlError> {
     let mut config = SessionConfig::new().with_information_schema(true);
     let options = config.options_mut();
@@ -55,7 +58,12 @@ pub fn new_context() -> Result<SessionContext, SqlError> {
     options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
     options.execution.parquet.pushdown_filters = true;
     options.execution.parquet.reorder_filters = true;
-    let mut ctx = SessionContext::new_with_config(config);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(group_count::GroupCountRule))
+        .build();
+    let mut ctx = SessionContext::new_with_state(state);
     datafusion_functions_json::register_all(&mut ctx)?;
     functions::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(json_filter::JsonFilterRule));
