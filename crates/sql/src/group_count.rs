@@ -29,6 +29,7 @@ use datafusion::physical_plan::metrics::{
     BaselineMetrics, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties,
     PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
@@ -288,6 +289,7 @@ impl ExecutionPlan for GroupCountExec {
         .inspect(move |batch| {
             if let Ok(batch) = batch {
                 output.record_output(batch.num_rows());
+                output.output_batches().add(1);
             }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -322,15 +324,29 @@ struct HandOver {
 impl HandOver {
     /// The aggregation replaced, run over what is left of `input`.
     fn rest(&self, input: SendableRecordBatchStream) -> Result<SendableRecordBatchStream> {
-        let mut streams: Vec<Option<SendableRecordBatchStream>> =
-            (0..self.input.output_partitioning().partition_count())
-                .map(|_| None)
-                .collect();
-        streams[self.partition] = Some(input);
-        let rest: Arc<dyn ExecutionPlan> = Arc::new(StreamsExec {
-            properties: self.input.properties().clone(),
-            streams: std::sync::Mutex::new(streams),
-        });
+        let schema = self.input.schema();
+        let mut input = Some(input);
+        let partitions = (0..self.input.output_partitioning().partition_count())
+            .map(|p| {
+                let stream = if p == self.partition {
+                    input.take()
+                } else {
+                    None
+                };
+                Arc::new(Started {
+                    schema: schema.clone(),
+                    stream: std::sync::Mutex::new(stream),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        let rest: Arc<dyn ExecutionPlan> = Arc::new(StreamingTableExec::try_new(
+            schema,
+            partitions,
+            None,
+            Vec::new(),
+            false,
+            None,
+        )?);
         self.aggregate
             .clone()
             .replace_children(
@@ -341,65 +357,35 @@ impl HandOver {
     }
 }
 
-/// A plan whose partitions are streams already started (each executed once).
-struct StreamsExec {
-    properties: Arc<PlanProperties>,
-    streams: std::sync::Mutex<Vec<Option<SendableRecordBatchStream>>>,
+/// One partition of the input, already started: executed once, by the aggregation that takes
+/// it over (the other partitions of [`HandOver::rest`]'s plan are never executed).
+struct Started {
+    schema: SchemaRef,
+    stream: std::sync::Mutex<Option<SendableRecordBatchStream>>,
 }
 
-impl fmt::Debug for StreamsExec {
+impl fmt::Debug for Started {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "StreamsExec")
+        write!(f, "Started")
     }
 }
 
-impl DisplayAs for StreamsExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "StreamsExec")
-    }
-}
-
-impl ExecutionPlan for StreamsExec {
-    fn name(&self) -> &'static str {
-        "StreamsExec"
+impl PartitionStream for Started {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
     }
 
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        _context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        streams
-            .get_mut(partition)
-            .and_then(Option::take)
-            .ok_or_else(|| {
-                datafusion::common::DataFusionError::Internal(format!(
-                    "partition {partition} of a handed-over input executed twice"
-                ))
-            })
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let taken = self.stream.lock().unwrap_or_else(|e| e.into_inner()).take();
+        taken.unwrap_or_else(|| {
+            let error = datafusion::common::DataFusionError::Internal(
+                "a handed-over input executed twice, or a partition not handed over".into(),
+            );
+            Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                futures::stream::once(async move { Err(error) }),
+            ))
+        })
     }
 }
 
@@ -728,14 +714,17 @@ mod tests {
     use datafusion::datasource::MemTable;
     use datafusion::prelude::SessionContext;
 
-    /// Two partitions of 40,000 rows: `k` a few texts (short ones share views, long ones do
-    /// not), `k2` another, `u` a different text per row, `n` a number with nulls.
+    /// Two partitions of 72,000 rows: `k` a few texts, with nulls (equal texts share views),
+    /// `k2` another, `u` a different text per row, `n` a number with nulls, `a` and `b` 300
+    /// texts each whose pairs are all different (more groups than [`MAX_GROUPS`]).
     fn table() -> MemTable {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8View, true),
             Field::new("k2", DataType::Utf8View, true),
             Field::new("u", DataType::Utf8View, true),
             Field::new("n", DataType::Int64, true),
+            Field::new("a", DataType::Utf8View, false),
+            Field::new("b", DataType::Utf8View, false),
         ]));
         let names = [
             "GetObject",
@@ -756,15 +745,25 @@ mod tests {
                 rows.clone()
                     .map(|i| format!("arn:aws:iam::1:user/u-{part}-{i}")),
             );
-            let n = Int64Array::from_iter(rows.map(|i| (i % 3 != 0).then_some(i as i64)));
+            let n = Int64Array::from_iter(rows.clone().map(|i| (i % 3 != 0).then_some(i as i64)));
+            let a =
+                StringViewArray::from_iter_values(rows.clone().map(|i| format!("a{}", i % 300)));
+            let b = StringViewArray::from_iter_values(rows.map(|i| format!("b{}", i / 300)));
             RecordBatch::try_new(
                 schema.clone(),
-                vec![k, Arc::new(k2), Arc::new(u), Arc::new(n)],
+                vec![
+                    k,
+                    Arc::new(k2),
+                    Arc::new(u),
+                    Arc::new(n),
+                    Arc::new(a),
+                    Arc::new(b),
+                ],
             )
             .unwrap()
         };
         let partitions = (0..2)
-            .map(|p| (0..5).map(|b| batch(p, b * 8000)).collect())
+            .map(|p| (0..9).map(|b| batch(p, b * 8000)).collect())
             .collect();
         MemTable::try_new(schema, partitions).unwrap()
     }
@@ -792,6 +791,8 @@ mod tests {
             "SELECT count(*) FROM (SELECT u FROM t GROUP BY u)",
             // DISTINCT is planned as a grouping by both columns, without aggregates, first.
             "SELECT k, count(DISTINCT k2) FROM t GROUP BY k ORDER BY k",
+            // 72,000 groups in each partition: handed on in parts, merged by the final step.
+            "SELECT count(*), sum(c) FROM (SELECT a, b, count(*) AS c FROM t GROUP BY a, b)",
         ];
         for sql in queries {
             let plan = answer(&ours, &format!("EXPLAIN {sql}")).await;
@@ -807,6 +808,13 @@ mod tests {
         assert!(analyzed.contains("handed_over=2"), "{analyzed}");
         let analyzed = answer(&ours, &format!("EXPLAIN ANALYZE {}", queries[0])).await;
         assert!(analyzed.contains("handed_over=0"), "{analyzed}");
+        let analyzed = answer(&ours, &format!("EXPLAIN ANALYZE {}", queries[5])).await;
+        assert!(
+            analyzed.contains("handed_over=0")
+                && analyzed.contains("output_rows=144.0 K")
+                && analyzed.contains("output_batches=4"),
+            "{analyzed}"
+        );
         // Counts with a FILTER stay with DataFusion.
         let sql = "SELECT k, count(*) FILTER (WHERE n > 5) FROM t GROUP BY k";
         let plan = answer(&ours, &format!("EXPLAIN {sql}")).await;
