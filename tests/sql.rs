@@ -517,3 +517,64 @@ fn a_reader_that_goes_away_is_not_an_error() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stderr(&out), "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_with_other_columns_and_types_read_the_same_through_the_cache() {
+    use arrow::array::{ArrayRef, LargeStringArray, StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+    // A folder of Parquet written by another tool: some of the columns, in other types
+    // (milliseconds, large text), one column trailql does not know.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("date=2024-03-01");
+    std::fs::create_dir_all(&folder).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "eventTime",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("eventName", DataType::LargeUtf8, true),
+        Field::new("sourceIPAddress", DataType::Utf8, true),
+        Field::new("somethingElse", DataType::Utf8, true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            TimestampMillisecondArray::from(vec![
+                1_709_251_200_123,
+                1_709_251_201_000,
+                1_709_251_202_500,
+            ])
+            .with_timezone("UTC"),
+        ),
+        Arc::new(LargeStringArray::from(vec![
+            Some("GetObject"),
+            None,
+            Some("GetObject"),
+        ])),
+        Arc::new(StringArray::from(vec!["10.0.0.1", "10.0.0.2", "10.0.0.1"])),
+        Arc::new(StringArray::from(vec!["x", "y", "z"])),
+    ];
+    let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let file = std::fs::File::create(folder.join("part-0.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let plain = context(dir.path()).await;
+    let cached = context_with_cache(dir.path(), 64 << 20).await;
+    for sql in [
+        "SELECT eventName, sourceIPAddress, errorCode, count(*) FROM cloudtrail GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        "SELECT date, eventTime, eventName, readOnly FROM cloudtrail ORDER BY eventTime",
+    ] {
+        let expected = answer(&plain, sql).await;
+        assert!(
+            expected.contains("10.0.0.2") || expected.contains("00:00:02.500"),
+            "{expected}"
+        );
+        let plan = explain(&cached, sql).await;
+        assert!(plan.contains("CachedScanExec"), "{plan}");
+        assert_eq!(answer(&cached, sql).await, expected, "cold: {sql}");
+        assert_eq!(answer(&cached, sql).await, expected, "warm: {sql}");
+    }
+}
