@@ -35,7 +35,8 @@ pub struct SourceArgs {
 
     /// Memory for a dataset's decoded columns kept between statements (shell, or query with
     /// --file), in MiB; 0 keeps none. The second question about the same days reads no file.
-    /// A query that would read files larger than half of it reads them directly.
+    /// A query whose files are larger than half of it together (or one an eighth) reads them
+    /// directly.
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     cache_mb: usize,
 }

@@ -205,7 +205,7 @@ pub(crate) struct CachedScanExec {
 impl CachedScanExec {
     /// The cached scan standing for `plan`, if `plan` is an unlimited Parquet scan of whole
     /// files projecting at least one file column and no nested one, and its files together
-    /// fit in half the budget. `filtered`: the query filters the scan's rows (its statistics are then inexact).
+    /// fit in half the budget, each in an eighth. `filtered`: the query filters the scan's rows (its statistics are then inexact).
     pub(crate) fn replacing(
         plan: &Arc<dyn ExecutionPlan>,
         cache: &Arc<ColumnCache>,
@@ -222,8 +222,10 @@ impl CachedScanExec {
         if files.iter().any(|f| f.range.is_some()) {
             return None;
         }
+        // A file is read whole before its batches go on: none may be large next to the budget.
+        let budget = cache.budget as u64;
         let bytes: u64 = files.iter().map(|f| f.object_meta.size).sum();
-        if bytes > cache.budget as u64 / 2 {
+        if bytes > budget / 2 || files.iter().any(|f| f.object_meta.size > budget / 8) {
             return None;
         }
         let file_schema = config.file_schema();
