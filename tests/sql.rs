@@ -146,45 +146,18 @@ async fn slt_over_an_awslogs_tree_with_time_pruning() {
     let root = tempfile::tempdir().unwrap();
     build_awslogs(root.path());
     let ctx = context(root.path()).await;
-    let all = ctx
-        .sql("SELECT count(*) FROM cloudtrail")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let total = arrow::util::pretty::pretty_format_batches(&all)
-        .unwrap()
-        .to_string();
+    let total = answer(&ctx, "SELECT count(*) FROM cloudtrail").await;
     assert!(total.contains(&real_events().len().to_string()), "{total}");
     // A filter on eventTime reads only deliveries within a margin of the range, and still gives
     // exactly the rows a full scan gives.
     let q = "SELECT count(*) FROM cloudtrail WHERE eventTime >= TIMESTAMP '2023-07-10T12:00:00Z' AND eventTime < TIMESTAMP '2023-07-10T12:30:00Z'";
-    let pruned = ctx.sql(q).await.unwrap().collect().await.unwrap();
     let full_ctx = context(&data_dir()).await;
-    let full = full_ctx.sql(q).await.unwrap().collect().await.unwrap();
-    assert_eq!(
-        arrow::util::pretty::pretty_format_batches(&pruned)
-            .unwrap()
-            .to_string(),
-        arrow::util::pretty::pretty_format_batches(&full)
-            .unwrap()
-            .to_string()
-    );
+    assert_eq!(answer(&ctx, q).await, answer(&full_ctx, q).await);
 }
 
 /// The partition folders of the Parquet files the plan of `sql` reads, as `key=value/...`.
 async fn folders_read(ctx: &SessionContext, sql: &str) -> BTreeSet<String> {
-    let plan = ctx
-        .sql(&format!("EXPLAIN {sql}"))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let text = arrow::util::pretty::pretty_format_batches(&plan)
-        .unwrap()
-        .to_string();
+    let text = explain(ctx, sql).await;
     assert!(!text.contains("..."), "every file listed: {text}");
     text.split(|c: char| c.is_whitespace() || "[],|".contains(c))
         .filter(|token| token.contains(".parquet"))
@@ -266,15 +239,11 @@ fn parquet_files(root: &Path) -> usize {
 
 /// The text of `EXPLAIN sql` (or of `sql` itself if it is an EXPLAIN).
 async fn explain(ctx: &SessionContext, sql: &str) -> String {
-    let sql = if sql.starts_with("EXPLAIN") {
-        sql.to_string()
+    if sql.starts_with("EXPLAIN") {
+        answer(ctx, sql).await
     } else {
-        format!("EXPLAIN {sql}")
-    };
-    let plan = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-    arrow::util::pretty::pretty_format_batches(&plan)
-        .unwrap()
-        .to_string()
+        answer(ctx, &format!("EXPLAIN {sql}")).await
+    }
 }
 
 /// The answer to `sql` as a printed table.
