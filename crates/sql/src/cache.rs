@@ -205,7 +205,8 @@ pub(crate) struct CachedScanExec {
 impl CachedScanExec {
     /// The cached scan standing for `plan`, if `plan` is an unlimited Parquet scan of whole
     /// files projecting at least one file column and no nested one, and its files together
-    /// fit in half the budget, each in an eighth. `filtered`: the query filters the scan's rows (its statistics are then inexact).
+    /// fit in half the budget, each in an eighth. `filtered`: the query filters the scan's
+    /// rows (its statistics are then inexact).
     pub(crate) fn replacing(
         plan: &Arc<dyn ExecutionPlan>,
         cache: &Arc<ColumnCache>,
