@@ -92,10 +92,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Open `source`, with its column cache if `statements` may ask more than one question.
+/// Open `source`, with its column cache if the session may ask more than one question.
 async fn open(
     source: &SourceArgs,
-    statements: usize,
+    many_questions: bool,
 ) -> anyhow::Result<(SessionContext, SourceKind)> {
     let mut ingest = IngestOptions::default();
     if let Some(t) = source.threads {
@@ -105,7 +105,7 @@ async fn open(
         region: source.region.clone(),
         endpoint: source.endpoint.clone(),
     };
-    let cache_bytes = if statements > 1 {
+    let cache_bytes = if many_questions {
         source.cache_mb.saturating_mul(1 << 20)
     } else {
         0
@@ -128,7 +128,7 @@ pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
     let statements = split_statements(&script);
     anyhow::ensure!(!statements.is_empty(), "the script holds no SQL statement");
     runtime()?.block_on(async {
-        let (ctx, _) = open(&args.source, statements.len()).await?;
+        let (ctx, _) = open(&args.source, statements.len() > 1).await?;
         let mut sink = ResultSink::new(args.format, args.output.as_deref())?;
         let last = statements.len() - 1;
         for (i, sql) in statements.iter().enumerate() {
@@ -220,7 +220,7 @@ pub fn split_statements(script: &str) -> Vec<String> {
 
 pub fn shell(args: ShellArgs) -> anyhow::Result<u8> {
     let rt = runtime()?;
-    let (ctx, kind) = rt.block_on(open(&args.source, usize::MAX))?;
+    let (ctx, kind) = rt.block_on(open(&args.source, true))?;
     let what = match kind {
         SourceKind::Parquet => "Parquet dataset",
         SourceKind::Raw => "raw trail files (decoded on every query)",
