@@ -10,9 +10,7 @@
 //! partial aggregation where that only counts (`count(*)`, `count(x)`, no DISTINCT or FILTER)
 //! grouped by text columns; the final aggregation above is DataFusion's, unchanged.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringViewBuilder};
@@ -402,141 +400,247 @@ fn mix(key: u128) -> u64 {
     )
 }
 
-/// A hasher for `u128` keys through [`mix`].
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(16) {
-            let mut word = [0u8; 16];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u128(u128::from_le_bytes(word));
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = mix(n ^ u128::from(self.0));
-    }
+/// One entry of an [`IdTable`]: the key in two halves (24 bytes a slot, not 32).
+#[derive(Clone, Copy)]
+struct Slot {
+    low: u64,
+    high: u64,
+    id: u32,
 }
 
-type KeyMap = HashMap<u128, u32, BuildHasherDefault<KeyHasher>>;
+/// An empty slot.
+const EMPTY: Slot = Slot {
+    low: 0,
+    high: 0,
+    id: u32::MAX,
+};
 
-/// A direct-mapped cache of `u128` keys' ids in front of a [`KeyMap`]: one probe, no chains;
-/// a batch's few hundred distinct views stay in it. Emptied in O(1) by a new generation.
-struct Recent {
-    slots: Vec<(u128, u32, u32)>,
-    generation: u32,
+/// Ids under `u128` keys: open addressing, linear probing, at most a quarter full (fewer
+/// collisions, and so fewer mispredicted branches, than half full; measured).
+struct IdTable {
+    slots: Vec<Slot>,
+    shift: u32,
+    len: usize,
 }
 
-impl Recent {
-    /// 1024 slots of 24 bytes: within the L1 cache.
-    const BITS: u32 = 10;
-
+impl IdTable {
     fn new() -> Self {
-        Recent {
-            slots: vec![(0, 0, 0); 1 << Self::BITS],
-            generation: 1,
+        const BITS: u32 = 6;
+        IdTable {
+            slots: vec![EMPTY; 1 << BITS],
+            shift: 64 - BITS,
+            len: 0,
         }
+    }
+
+    fn len(&self) -> usize {
+        self.len
     }
 
     fn clear(&mut self) {
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            self.slots.fill((0, 0, 0));
-            self.generation = 1;
+        if self.len > 0 {
+            self.slots.fill(EMPTY);
+            self.len = 0;
         }
     }
 
-    fn slot(key: u128) -> usize {
-        (mix(key) >> (64 - Self::BITS)) as usize
-    }
-
+    /// The id under `key` where keys are enough; the common case, a key found in its first
+    /// slot, takes one load and no loop.
+    #[inline]
     fn get(&self, key: u128) -> Option<u32> {
-        let (k, id, generation) = self.slots[Self::slot(key)];
-        (generation == self.generation && k == key).then_some(id)
+        let slot = &self.slots[(mix(key) >> self.shift) as usize];
+        if slot.low == key as u64 && slot.high == (key >> 64) as u64 && slot.id != EMPTY.id {
+            Some(slot.id)
+        } else {
+            self.find(key, |_| true).ok()
+        }
     }
 
-    fn put(&mut self, key: u128, id: u32) {
-        self.slots[Self::slot(key)] = (key, id, self.generation);
+    /// The id under `key` for which `same` holds, or else the slot where it goes.
+    fn find(&self, key: u128, same: impl Fn(u32) -> bool) -> Result<u32, usize> {
+        let (low, high) = (key as u64, (key >> 64) as u64);
+        let mask = self.slots.len() - 1;
+        let mut i = (mix(key) >> self.shift) as usize;
+        loop {
+            let slot = &self.slots[i];
+            if slot.id == EMPTY.id {
+                return Err(i);
+            }
+            if slot.low == low && slot.high == high && same(slot.id) {
+                return Ok(slot.id);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Puts `id` under `key` at `slot`, which [`IdTable::find`] just gave.
+    fn insert(&mut self, slot: usize, key: u128, id: u32) {
+        self.slots[slot] = Slot {
+            low: key as u64,
+            high: (key >> 64) as u64,
+            id,
+        };
+        self.len += 1;
+        if self.len * 4 > self.slots.len() {
+            self.rebuild(self.slots.len() * 2, |_| true);
+        }
+    }
+
+    /// Keeps the keys for which `keep` holds.
+    fn retain(&mut self, keep: impl Fn(u128) -> bool) {
+        self.rebuild(self.slots.len(), keep);
+    }
+
+    /// The keys for which `keep` holds, put again in `size` slots.
+    fn rebuild(&mut self, size: usize, keep: impl Fn(u128) -> bool) {
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
+        self.shift = 64 - size.trailing_zeros();
+        self.len = 0;
+        let mask = size - 1;
+        for slot in old.into_iter().filter(|s| s.id != EMPTY.id) {
+            let key = u128::from(slot.low) | (u128::from(slot.high) << 64);
+            if keep(key) {
+                let mut i = (mix(key) >> self.shift) as usize;
+                while self.slots[i].id != EMPTY.id {
+                    i = (i + 1) & mask;
+                }
+                self.slots[i] = slot;
+                self.len += 1;
+            }
+        }
     }
 }
 
 /// The id of a null in a column.
 const NULL_ID: u32 = u32::MAX;
 
-/// The distinct texts of one group column, each with an id.
+/// Views known before these many are forgotten (a text's id is kept).
+const MAX_VIEWS: usize = 1 << 16;
+
+/// The distinct texts of one group column, each with an id, and the views known to hold them.
+///
+/// A view of up to 12 bytes holds its text (zero-padded, as Arrow requires), so it is a key
+/// for good. A longer one points into one of its array's data buffers: it means the same text
+/// as long as those are the same buffers, which they are batch after batch of one Parquet
+/// column chunk (views into its dictionary page) or of one cached file; when they change, the
+/// longer views are forgotten. So a row's text is hashed only when its view is new, and the
+/// lookup takes no branch on the text's length.
 struct Texts {
-    ids: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
-    values: Vec<Box<str>>,
-    /// Per batch: view -> id (a view means the same text only within its array).
-    seen: Recent,
-    seen_all: KeyMap,
-    /// Rows seen, and how many held a view new to their batch.
+    /// Text `i` is `text[ends[i - 1]..ends[i]]`.
+    text: String,
+    ends: Vec<usize>,
+    /// Text hash and length -> id.
+    ids: IdTable,
+    /// View -> id.
+    views: IdTable,
+    /// The buffers longer views point into, held so that they stay what they were.
+    buffers: Vec<arrow::buffer::Buffer>,
+    /// Rows seen, and how many held a view not known before.
     rows: usize,
-    new_views: usize,
+    hashed: usize,
 }
 
 impl Texts {
     fn new() -> Self {
         Texts {
-            ids: HashMap::default(),
-            values: Vec::new(),
-            seen: Recent::new(),
-            seen_all: KeyMap::default(),
+            text: String::new(),
+            ends: Vec::new(),
+            ids: IdTable::new(),
+            views: IdTable::new(),
+            buffers: Vec::new(),
             rows: 0,
-            new_views: 0,
+            hashed: 0,
         }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn value(&self, id: u32) -> &str {
+        let end = self.ends[id as usize];
+        let start = if id == 0 {
+            0
+        } else {
+            self.ends[id as usize - 1]
+        };
+        &self.text[start..end]
     }
 
     const JUDGED_AFTER: usize = 1 << 15;
 
-    /// Forget the views of the last batch; the next has `rows` rows.
-    fn next_batch(&mut self, rows: usize) {
-        self.new_views += self.seen_all.len();
-        self.rows += rows;
-        self.seen.clear();
-        self.seen_all.clear();
-    }
-
-    /// Whether, after [`Texts::JUDGED_AFTER`] rows, more than one row in eight has held a view
-    /// new to its batch (an address, an ID): then looking views up first only adds work.
+    /// Whether, after [`Texts::JUDGED_AFTER`] rows, more than one row in three has held a new
+    /// view (an address, an ID, each in its own place): then looking views up first only adds
+    /// work to hashing the text.
     fn high_cardinality(&self) -> bool {
-        let new_views = self.new_views + self.seen_all.len();
-        self.rows >= Self::JUDGED_AFTER && new_views * 8 > self.rows
+        self.rows >= Self::JUDGED_AFTER && self.hashed * 3 > self.rows
     }
 
     /// The id of `text`, a new one if it is new.
     fn text_id(&mut self, text: &str) -> u32 {
-        match self.ids.get(text) {
-            Some(&id) => id,
-            None => {
-                let id = self.values.len() as u32;
-                self.values.push(text.into());
-                self.ids.insert(text.into(), id);
+        use std::hash::BuildHasher;
+        self.hashed += 1;
+        let hash = foldhash::fast::FixedState::with_seed(0x5EED).hash_one(text.as_bytes());
+        let key = u128::from(hash) | (text.len() as u128) << 64;
+        let found = self.ids.find(key, |id| {
+            let end = self.ends[id as usize];
+            let start = if id == 0 {
+                0
+            } else {
+                self.ends[id as usize - 1]
+            };
+            &self.text[start..end] == text
+        });
+        match found {
+            Ok(id) => id,
+            Err(slot) => {
+                let id = self.ends.len() as u32;
+                self.text.push_str(text);
+                self.ends.push(self.text.len());
+                self.ids.insert(slot, key, id);
                 id
             }
         }
     }
 
-    /// The id of the text of `views` at `row`, which holds `view`.
-    fn id(&mut self, views: &arrow::array::StringViewArray, row: usize, view: u128) -> u32 {
-        if let Some(id) = self.seen.get(view) {
-            return id;
-        }
-        let id = match self.seen_all.get(&view) {
-            Some(&id) => id,
-            None => {
-                let id = self.text_id(views.value(row));
-                self.seen_all.insert(view, id);
-                id
+    /// Each row's id, put in its 32 bits (`shift`) of `packed`.
+    fn add(&mut self, views: &arrow::array::StringViewArray, packed: &mut [u128], shift: u32) {
+        self.rows += views.len();
+        let buffers = views.data_buffers();
+        let same_buffers = buffers.len() == self.buffers.len()
+            && buffers
+                .iter()
+                .zip(&self.buffers)
+                .all(|(a, b)| a.as_ptr() == b.as_ptr() && a.len() == b.len());
+        if !same_buffers {
+            // Views into other buffers are forgotten; those holding their text are kept.
+            self.buffers = buffers.to_vec();
+            if self.views.len() > MAX_VIEWS {
+                self.views.clear();
+            } else {
+                self.views.retain(|view| view as u32 <= 12);
             }
-        };
-        self.seen.put(view, id);
+        }
+        for (row, (key, &view)) in packed.iter_mut().zip(views.views()).enumerate() {
+            let id = if views.is_null(row) {
+                NULL_ID
+            } else {
+                match self.views.get(view) {
+                    Some(id) => id,
+                    None => self.new_view(views, row, view),
+                }
+            };
+            *key |= u128::from(id) << shift;
+        }
+    }
+
+    /// The id of the text of `row`, whose `view` is new.
+    #[inline(never)]
+    fn new_view(&mut self, views: &arrow::array::StringViewArray, row: usize, view: u128) -> u32 {
+        let id = self.text_id(views.value(row));
+        if let Err(slot) = self.views.find(view, |_| true) {
+            self.views.insert(slot, view, id);
+        }
         id
     }
 }
@@ -547,9 +651,8 @@ struct Counter {
     counts: Vec<Counted>,
     schema: SchemaRef,
     texts: Vec<Texts>,
-    /// Packed column ids (32 bits each) -> group.
-    group_ids: KeyMap,
-    recent_groups: Recent,
+    /// With several group columns: packed column ids (32 bits each) -> group.
+    group_ids: IdTable,
     /// With one group column: its text id (the last slot for null) -> group + 1, or 0.
     by_text: Vec<u32>,
     /// Per group: its packed column ids.
@@ -570,8 +673,7 @@ impl Counter {
             counts,
             schema,
             texts,
-            group_ids: KeyMap::default(),
-            recent_groups: Recent::new(),
+            group_ids: IdTable::new(),
             by_text: Vec::new(),
             keys: Vec::new(),
             totals,
@@ -590,6 +692,16 @@ impl Counter {
         self.texts.iter().any(Texts::high_cardinality)
     }
 
+    /// A new group for `key`, counted zero times.
+    fn new_group(&mut self, key: u128) -> u32 {
+        let group = self.keys.len() as u32;
+        self.keys.push(key);
+        for totals in &mut self.totals {
+            totals.push(0);
+        }
+        group
+    }
+
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let n = batch.num_rows();
         let mut packed = std::mem::take(&mut self.packed);
@@ -597,39 +709,21 @@ impl Counter {
         packed.resize(n, 0);
         for (c, expr) in self.groups.iter().enumerate() {
             let array = expr.evaluate(batch)?.into_array(n)?;
-            let views = array.as_string_view();
-            let texts = &mut self.texts[c];
-            texts.next_batch(n);
-            let all = views.views();
-            for (row, key) in packed.iter_mut().enumerate() {
-                let id = if views.is_null(row) {
-                    NULL_ID
-                } else {
-                    texts.id(views, row, all[row])
-                };
-                *key |= u128::from(id) << (32 * c);
-            }
+            self.texts[c].add(array.as_string_view(), &mut packed, 32 * c as u32);
         }
         self.rows.clear();
-        self.recent_groups.clear();
         if let [texts] = self.texts.as_slice() {
             // One column: its id picks the group from a dense table.
-            self.by_text.resize(texts.values.len() + 1, 0);
-            let null_slot = texts.values.len();
+            let null_slot = texts.len();
+            self.by_text.resize(null_slot + 1, 0);
             for &key in &packed {
-                let id = key as u32;
-                let slot = if id == NULL_ID {
-                    null_slot
-                } else {
-                    id as usize
+                let slot = match key as u32 {
+                    NULL_ID => null_slot,
+                    id => id as usize,
                 };
                 let group = match self.by_text[slot] {
                     0 => {
-                        let group = self.keys.len() as u32;
-                        self.keys.push(key);
-                        for totals in &mut self.totals {
-                            totals.push(0);
-                        }
+                        let group = self.new_group(key);
                         self.by_text[slot] = group + 1;
                         group
                     }
@@ -637,24 +731,20 @@ impl Counter {
                 };
                 self.rows.push(group);
             }
-        }
-        for &key in packed.iter().filter(|_| self.texts.len() > 1) {
-            let group = match self.recent_groups.get(key) {
-                Some(group) => group,
-                None => {
-                    let next = self.keys.len() as u32;
-                    let group = *self.group_ids.entry(key).or_insert(next);
-                    if group == next {
-                        self.keys.push(key);
-                        for totals in &mut self.totals {
-                            totals.push(0);
+        } else {
+            for &key in &packed {
+                let group = match self.group_ids.get(key) {
+                    Some(group) => group,
+                    None => {
+                        let group = self.new_group(key);
+                        if let Err(slot) = self.group_ids.find(key, |_| true) {
+                            self.group_ids.insert(slot, key, group);
                         }
+                        group
                     }
-                    self.recent_groups.put(key, group);
-                    group
-                }
-            };
-            self.rows.push(group);
+                };
+                self.rows.push(group);
+            }
         }
         self.packed = packed;
         for (counted, totals) in self.counts.iter().zip(&mut self.totals) {
@@ -685,7 +775,7 @@ impl Counter {
             for key in &self.keys {
                 match (key >> (32 * c)) as u32 {
                     NULL_ID => builder.append_null(),
-                    id => builder.append_value(&texts.values[id as usize]),
+                    id => builder.append_value(texts.value(id)),
                 }
             }
             columns.push(Arc::new(builder.finish()));
@@ -695,9 +785,8 @@ impl Counter {
         }
         self.keys.clear();
         self.group_ids.clear();
-        self.recent_groups.clear();
         self.by_text.clear();
-        if self.texts.iter().any(|t| t.values.len() > MAX_GROUPS) {
+        if self.texts.iter().any(|t| t.len() > MAX_GROUPS) {
             for texts in &mut self.texts {
                 *texts = Texts::new();
             }
@@ -716,7 +805,10 @@ mod tests {
 
     /// Two partitions of 72,000 rows: `k` a few texts, with nulls (equal texts share views),
     /// `k2` another, `u` a different text per row, `n` a number with nulls, `a` and `b` 300
-    /// texts each whose pairs are all different (more groups than [`MAX_GROUPS`]).
+    /// texts each whose pairs are all different (more groups than [`MAX_GROUPS`]); `s` long
+    /// texts whose views are the same in every batch while the texts are not (each batch its
+    /// own buffer); `d` short and long texts, each batch a slice of one array (as Parquet's
+    /// dictionary pages give them: the same buffer and views batch after batch).
     fn table() -> MemTable {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8View, true),
@@ -725,6 +817,8 @@ mod tests {
             Field::new("n", DataType::Int64, true),
             Field::new("a", DataType::Utf8View, false),
             Field::new("b", DataType::Utf8View, false),
+            Field::new("s", DataType::Utf8View, false),
+            Field::new("d", DataType::Utf8View, true),
         ]));
         let names = [
             "GetObject",
@@ -732,7 +826,13 @@ mod tests {
             "DescribeInstances",
             "AssumeRole",
         ];
-        let batch = |part: usize, start: usize| {
+        let dictionary = |part: usize| {
+            let d: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> = (0..72_000)
+                .map(|i| (i % 11 != 0).then(|| [names[i % 4], "ListBuckets"][(i + part) % 2]))
+                .collect();
+            arrow::compute::cast(&d, &DataType::Utf8View).unwrap()
+        };
+        let batch = |part: usize, start: usize, d: &ArrayRef| {
             let rows = start..start + 8000;
             // As Parquet's dictionary pages give them: equal texts, equal views.
             let k: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> = rows
@@ -748,7 +848,13 @@ mod tests {
             let n = Int64Array::from_iter(rows.clone().map(|i| (i % 3 != 0).then_some(i as i64)));
             let a =
                 StringViewArray::from_iter_values(rows.clone().map(|i| format!("a{}", i % 300)));
-            let b = StringViewArray::from_iter_values(rows.map(|i| format!("b{}", i / 300)));
+            let b =
+                StringViewArray::from_iter_values(rows.clone().map(|i| format!("b{}", i / 300)));
+            let s = StringViewArray::from_iter_values(rows.map(|i| match (i - start) % 4 {
+                0 | 1 => format!("role/batch-{:05}-{}", start + part, i % 2),
+                // 13 bytes: the shortest text a view does not hold.
+                _ => format!("xyz-{}-b{:06}", i % 2, start + part),
+            }));
             RecordBatch::try_new(
                 schema.clone(),
                 vec![
@@ -758,12 +864,17 @@ mod tests {
                     Arc::new(n),
                     Arc::new(a),
                     Arc::new(b),
+                    Arc::new(s),
+                    d.slice(start, 8000),
                 ],
             )
             .unwrap()
         };
         let partitions = (0..2)
-            .map(|p| (0..9).map(|b| batch(p, b * 8000)).collect())
+            .map(|p| {
+                let d = dictionary(p);
+                (0..9).map(|b| batch(p, b * 8000, &d)).collect()
+            })
             .collect();
         MemTable::try_new(schema, partitions).unwrap()
     }
@@ -793,6 +904,9 @@ mod tests {
             "SELECT k, count(DISTINCT k2) FROM t GROUP BY k ORDER BY k",
             // 72,000 groups in each partition: handed on in parts, merged by the final step.
             "SELECT count(*), sum(c) FROM (SELECT a, b, count(*) AS c FROM t GROUP BY a, b)",
+            "SELECT s, count(*) FROM t GROUP BY s ORDER BY s",
+            "SELECT d, count(*), count(d) FROM t GROUP BY d ORDER BY d",
+            "SELECT d, s, count(*) FROM t WHERE n > 10 GROUP BY d, s ORDER BY d, s",
         ];
         for sql in queries {
             let plan = answer(&ours, &format!("EXPLAIN {sql}")).await;
