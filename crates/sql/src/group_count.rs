@@ -13,7 +13,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringViewBuilder};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringViewArray, StringViewBuilder,
+};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
@@ -400,27 +402,34 @@ fn mix(key: u128) -> u64 {
     )
 }
 
-/// One entry of an [`IdTable`]: the key in two halves (24 bytes a slot, not 32).
+/// One entry of an [`IdTable`]: the key in two halves, and the table's epoch when it was put
+/// (24 bytes a slot, as without the epoch).
 #[derive(Clone, Copy)]
 struct Slot {
     low: u64,
     high: u64,
     id: u32,
+    epoch: u32,
 }
 
-/// An empty slot.
+/// A slot of no epoch: empty in every table.
 const EMPTY: Slot = Slot {
     low: 0,
     high: 0,
     id: u32::MAX,
+    epoch: 0,
 };
 
 /// Ids under `u128` keys: open addressing, linear probing, at most a quarter full (fewer
-/// collisions, and so fewer mispredicted branches, than half full; measured).
+/// collisions, and so fewer mispredicted branches, than half full; measured). A slot holds a
+/// key only if it was put in the table's current epoch, so that emptying the table is a new
+/// epoch, not a write to every slot: the views of each Parquet file's dictionary are
+/// forgotten when the next file starts, and the table of a column of addresses is 0.8 MB.
 struct IdTable {
     slots: Vec<Slot>,
     shift: u32,
     len: usize,
+    epoch: u32,
 }
 
 impl IdTable {
@@ -430,6 +439,7 @@ impl IdTable {
             slots: vec![EMPTY; 1 << BITS],
             shift: 64 - BITS,
             len: 0,
+            epoch: 1,
         }
     }
 
@@ -439,8 +449,12 @@ impl IdTable {
 
     fn clear(&mut self) {
         if self.len > 0 {
-            self.slots.fill(EMPTY);
             self.len = 0;
+            self.epoch = self.epoch.wrapping_add(1);
+            if self.epoch == EMPTY.epoch {
+                self.slots.fill(EMPTY);
+                self.epoch = 1;
+            }
         }
     }
 
@@ -449,7 +463,7 @@ impl IdTable {
     #[inline]
     fn get(&self, key: u128) -> Option<u32> {
         let slot = &self.slots[(mix(key) >> self.shift) as usize];
-        if slot.low == key as u64 && slot.high == (key >> 64) as u64 && slot.id != EMPTY.id {
+        if slot.low == key as u64 && slot.high == (key >> 64) as u64 && slot.epoch == self.epoch {
             Some(slot.id)
         } else {
             self.find(key, |_| true).ok()
@@ -463,7 +477,7 @@ impl IdTable {
         let mut i = (mix(key) >> self.shift) as usize;
         loop {
             let slot = &self.slots[i];
-            if slot.id == EMPTY.id {
+            if slot.epoch != self.epoch {
                 return Err(i);
             }
             if slot.low == low && slot.high == high && same(slot.id) {
@@ -479,34 +493,30 @@ impl IdTable {
             low: key as u64,
             high: (key >> 64) as u64,
             id,
+            epoch: self.epoch,
         };
         self.len += 1;
         if self.len * 4 > self.slots.len() {
-            self.rebuild(self.slots.len() * 2, |_| true);
+            self.rebuild(self.slots.len() * 2);
         }
     }
 
-    /// Keeps the keys for which `keep` holds.
-    fn retain(&mut self, keep: impl Fn(u128) -> bool) {
-        self.rebuild(self.slots.len(), keep);
-    }
-
-    /// The keys for which `keep` holds, put again in `size` slots.
-    fn rebuild(&mut self, size: usize, keep: impl Fn(u128) -> bool) {
+    /// The keys put again in `size` slots.
+    fn rebuild(&mut self, size: usize) {
         let old = std::mem::replace(&mut self.slots, vec![EMPTY; size]);
+        let epoch = std::mem::replace(&mut self.epoch, 1);
         self.shift = 64 - size.trailing_zeros();
-        self.len = 0;
         let mask = size - 1;
-        for slot in old.into_iter().filter(|s| s.id != EMPTY.id) {
+        for slot in old.into_iter().filter(|s| s.epoch == epoch) {
             let key = u128::from(slot.low) | (u128::from(slot.high) << 64);
-            if keep(key) {
-                let mut i = (mix(key) >> self.shift) as usize;
-                while self.slots[i].id != EMPTY.id {
-                    i = (i + 1) & mask;
-                }
-                self.slots[i] = slot;
-                self.len += 1;
+            let mut i = (mix(key) >> self.shift) as usize;
+            while self.slots[i].epoch == self.epoch {
+                i = (i + 1) & mask;
             }
+            self.slots[i] = Slot {
+                epoch: self.epoch,
+                ..slot
+            };
         }
     }
 }
@@ -531,8 +541,9 @@ struct Texts {
     ends: Vec<usize>,
     /// Text hash and length -> id.
     ids: IdTable,
-    /// View -> id.
-    views: IdTable,
+    /// View -> id: views holding their text, and longer views into `buffers`.
+    short: IdTable,
+    long: IdTable,
     /// The buffers longer views point into, held so that they stay what they were.
     buffers: Vec<arrow::buffer::Buffer>,
     /// Rows seen, and how many held a view not known before.
@@ -546,7 +557,8 @@ impl Texts {
             text: String::new(),
             ends: Vec::new(),
             ids: IdTable::new(),
-            views: IdTable::new(),
+            short: IdTable::new(),
+            long: IdTable::new(),
             buffers: Vec::new(),
             rows: 0,
             hashed: 0,
@@ -603,8 +615,9 @@ impl Texts {
         }
     }
 
-    /// Each row's id, put in its 32 bits (`shift`) of `packed`.
-    fn add(&mut self, views: &arrow::array::StringViewArray, packed: &mut [u128], shift: u32) {
+    /// Takes in a batch's views: views into other buffers than the last batch's are forgotten
+    /// (those holding their text are kept).
+    fn start_batch(&mut self, views: &StringViewArray) {
         self.rows += views.len();
         let buffers = views.data_buffers();
         let same_buffers = buffers.len() == self.buffers.len()
@@ -613,35 +626,119 @@ impl Texts {
                 .zip(&self.buffers)
                 .all(|(a, b)| a.as_ptr() == b.as_ptr() && a.len() == b.len());
         if !same_buffers {
-            // Views into other buffers are forgotten; those holding their text are kept.
             self.buffers = buffers.to_vec();
-            if self.views.len() > MAX_VIEWS {
-                self.views.clear();
-            } else {
-                self.views.retain(|view| view as u32 <= 12);
-            }
+            self.long.clear();
         }
-        for (row, (key, &view)) in packed.iter_mut().zip(views.views()).enumerate() {
-            let id = if views.is_null(row) {
-                NULL_ID
-            } else {
-                match self.views.get(view) {
-                    Some(id) => id,
-                    None => self.new_view(views, row, view),
+    }
+
+    /// The id of the text of `row` (not null), whose view is `view`.
+    #[inline(always)]
+    fn id_of(&mut self, views: &StringViewArray, row: usize, view: u128) -> u32 {
+        // A select, not a branch: lengths come in any order.
+        let known = if view as u32 <= 12 {
+            &self.short
+        } else {
+            &self.long
+        };
+        match known.get(view) {
+            Some(id) => id,
+            None => self.new_view(views, row, view),
+        }
+    }
+
+    /// Each row's id, put in its 32 bits (`shift`) of `packed`.
+    fn add(&mut self, views: &StringViewArray, packed: &mut [u128], shift: u32) {
+        self.each_id(views, |row, id| packed[row] |= u128::from(id) << shift);
+    }
+
+    /// Calls `f` with each row and its text's id ([`NULL_ID`] for a null): one pass.
+    #[inline(always)]
+    fn each_id(&mut self, views: &StringViewArray, mut f: impl FnMut(usize, u32)) {
+        self.start_batch(views);
+        match views.nulls().filter(|n| n.null_count() > 0) {
+            None => {
+                for (row, &view) in views.views().iter().enumerate() {
+                    f(row, self.id_of(views, row, view));
                 }
-            };
-            *key |= u128::from(id) << shift;
+            }
+            Some(valid) => {
+                for (row, &view) in views.views().iter().enumerate() {
+                    let id = if valid.is_valid(row) {
+                        self.id_of(views, row, view)
+                    } else {
+                        NULL_ID
+                    };
+                    f(row, id);
+                }
+            }
         }
     }
 
     /// The id of the text of `row`, whose `view` is new.
     #[inline(never)]
-    fn new_view(&mut self, views: &arrow::array::StringViewArray, row: usize, view: u128) -> u32 {
+    fn new_view(&mut self, views: &StringViewArray, row: usize, view: u128) -> u32 {
         let id = self.text_id(views.value(row));
-        if let Err(slot) = self.views.find(view, |_| true) {
-            self.views.insert(slot, view, id);
+        let known = if view as u32 <= 12 {
+            &mut self.short
+        } else {
+            &mut self.long
+        };
+        if known.len() >= MAX_VIEWS {
+            known.clear();
+        }
+        if let Err(slot) = known.find(view, |_| true) {
+            known.insert(slot, view, id);
         }
         id
+    }
+}
+
+/// Rows counted per text id of one column, for a count grouped by that column alone: one
+/// pass over the rows and no group table. (Counting rows of the same text in several lanes,
+/// so that an add need not wait for the last one's store, was measured: no gain.)
+#[derive(Default)]
+struct RowsByText {
+    /// Per text id.
+    counts: Vec<i64>,
+    nulls: i64,
+}
+
+impl RowsByText {
+    /// Text ids seen (the groups held, nulls aside).
+    fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    fn add(&mut self, texts: &mut Texts, views: &StringViewArray) {
+        let (counts, nulls) = (&mut self.counts, &mut self.nulls);
+        texts.each_id(views, |_, id| {
+            if id == NULL_ID {
+                *nulls += 1;
+                return;
+            }
+            let id = id as usize;
+            if id >= counts.len() {
+                counts.resize(id + 1, 0);
+            }
+            counts[id] += 1;
+        });
+    }
+
+    /// Each text id counted (`NULL_ID` for nulls) with its count; the counts start again.
+    fn drain(&mut self) -> Vec<(u32, i64)> {
+        let mut counted: Vec<(u32, i64)> = self
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(id, &c)| (id as u32, c))
+            .collect();
+        if self.nulls > 0 {
+            counted.push((NULL_ID, self.nulls));
+        }
+        self.counts.fill(0);
+        self.nulls = 0;
+        counted
     }
 }
 
@@ -662,12 +759,17 @@ struct Counter {
     /// Per row of the batch being added: its packed column ids, and its group (reused).
     packed: Vec<u128>,
     rows: Vec<u32>,
+    /// Counting only rows grouped by one column: rows per text id, counted in one pass (made
+    /// groups by [`Counter::take`]).
+    rows_by_text: Option<RowsByText>,
 }
 
 impl Counter {
     fn new(groups: Vec<Arc<dyn PhysicalExpr>>, counts: Vec<Counted>, schema: SchemaRef) -> Self {
         let texts = groups.iter().map(|_| Texts::new()).collect();
         let totals = counts.iter().map(|_| Vec::new()).collect();
+        let rows_only = counts.iter().all(|c| matches!(c, Counted::Rows));
+        let rows_by_text = (groups.len() == 1 && rows_only).then(RowsByText::default);
         Counter {
             groups,
             counts,
@@ -679,11 +781,16 @@ impl Counter {
             totals,
             packed: Vec::new(),
             rows: Vec::new(),
+            rows_by_text,
         }
     }
 
+    /// Groups held (with one column counted by text: at most that).
     fn len(&self) -> usize {
-        self.keys.len()
+        match &self.rows_by_text {
+            Some(rows_by_text) => rows_by_text.len() + 1,
+            None => self.keys.len(),
+        }
     }
 
     /// Whether a group column has so many distinct texts that DataFusion's aggregation,
@@ -704,6 +811,11 @@ impl Counter {
 
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let n = batch.num_rows();
+        if let Some(rows_by_text) = &mut self.rows_by_text {
+            let array = self.groups[0].evaluate(batch)?.into_array(n)?;
+            rows_by_text.add(&mut self.texts[0], array.as_string_view());
+            return Ok(());
+        }
         let mut packed = std::mem::take(&mut self.packed);
         packed.clear();
         packed.resize(n, 0);
@@ -769,6 +881,14 @@ impl Counter {
 
     /// The groups counted so far as a batch, and a fresh start (texts' ids are kept).
     fn take(&mut self) -> Result<RecordBatch> {
+        if let Some(rows_by_text) = &mut self.rows_by_text {
+            for (id, count) in rows_by_text.drain() {
+                self.keys.push(u128::from(id));
+                for totals in &mut self.totals {
+                    totals.push(count);
+                }
+            }
+        }
         let mut columns: Vec<ArrayRef> = Vec::new();
         for (c, texts) in self.texts.iter().enumerate() {
             let mut builder = StringViewBuilder::with_capacity(self.keys.len());
@@ -786,9 +906,12 @@ impl Counter {
         self.keys.clear();
         self.group_ids.clear();
         self.by_text.clear();
-        if self.texts.iter().any(|t| t.len() > MAX_GROUPS) {
+        if self.texts.iter().any(|t| t.len() + 1 >= MAX_GROUPS) {
             for texts in &mut self.texts {
                 *texts = Texts::new();
+            }
+            if let Some(rows_by_text) = &mut self.rows_by_text {
+                *rows_by_text = RowsByText::default();
             }
         }
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
@@ -886,6 +1009,38 @@ mod tests {
             .to_string()
     }
 
+    #[test]
+    fn an_id_table_forgets_its_keys_when_cleared_and_keeps_them_when_it_grows() {
+        let mut table = IdTable::new();
+        let key = |i: u32| u128::from(i) << 70 | u128::from(i);
+        for i in 0..1000 {
+            let slot = table.find(key(i), |_| true).unwrap_err();
+            table.insert(slot, key(i), i);
+        }
+        assert_eq!(table.len(), 1000);
+        assert!(
+            (0..1000).all(|i| table.get(key(i)) == Some(i)),
+            "kept as it grew"
+        );
+        table.clear();
+        assert_eq!(table.len(), 0);
+        assert!((0..1000).all(|i| table.get(key(i)).is_none()), "forgotten");
+        let slot = table.find(key(7), |_| true).unwrap_err();
+        table.insert(slot, key(7), 70);
+        assert_eq!(table.get(key(7)), Some(70));
+        assert_eq!(table.get(key(8)), None);
+        // The last epoch: clearing empties every slot and starts again.
+        table.epoch = u32::MAX;
+        let slot = table.find(key(9), |_| true).unwrap_err();
+        table.insert(slot, key(9), 9);
+        table.clear();
+        assert_eq!(table.epoch, 1);
+        assert!(
+            (0..1000).all(|i| table.get(key(i)).is_none()),
+            "forgotten after wrapping"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn counts_are_datafusions_for_few_and_for_mostly_distinct_texts() {
         let ours = crate::new_context().unwrap();
@@ -906,6 +1061,9 @@ mod tests {
             "SELECT count(*), sum(c) FROM (SELECT a, b, count(*) AS c FROM t GROUP BY a, b)",
             "SELECT s, count(*) FROM t GROUP BY s ORDER BY s",
             "SELECT d, count(*), count(d) FROM t GROUP BY d ORDER BY d",
+            // Only rows counted, by one column: counted per text id in one pass.
+            "SELECT k, count(*) FROM t GROUP BY k ORDER BY k",
+            "SELECT d, count(*), count(1) FROM t GROUP BY d ORDER BY d",
             "SELECT d, s, count(*) FROM t WHERE n > 10 GROUP BY d, s ORDER BY d, s",
         ];
         for sql in queries {
