@@ -9,7 +9,7 @@ Steps (each timed as wall time, peak RSS from the kernel via wait4):
   3. trailql convert  (default settings; best of 2, peak memory the larger)
   4. DuckDB conversion the way experts do it: read_json with Records as JSON[], unnest, top-level
      fields extracted, nested payloads kept as JSON; written to Parquet and to a native table
-  5. the queries below, both engines in-process and warm, best of 3 each: trailql over its
+  5. the queries below, both engines in-process and warm, best of RUNS each: trailql over its
      dataset (one `trailql query --file --timing` process), DuckDB over its native table
 With --scale N it also converts an N-times larger corpus with trailql to compare peak memory.
 Output: a Markdown table per step, ready for docs/performance.md.
@@ -21,6 +21,9 @@ TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~")
 TRAILQL = os.path.join(TARGET, "release", "trailql")
 WORK = os.path.join(ROOT, "bench-data")
 CORES = os.cpu_count() or 2
+# Runs of each query, for both engines: the best is reported. Queries of a few milliseconds
+# move by 2x from run to run on a shared 2-core machine; 3 runs left one query's ratio to chance.
+RUNS = 10
 
 def timed(cmd, ok=(0,)):
     """Wall time and peak RSS (MiB) of one command, measured with wait4 on its pid."""
@@ -133,12 +136,13 @@ import duckdb, sys, time, json
 con = duckdb.connect(sys.argv[1], read_only=True)
 con.execute("SET threads = %d" % int(sys.argv[2]))
 out = []
+runs = int(sys.argv[3])
 for q in json.loads(sys.stdin.read()):
-    best = None
-    for _ in range(3):
-        t0 = time.perf_counter(); rows = con.execute(q).fetchall(); t = time.perf_counter() - t0
-        best = t if best is None else min(best, t)
-    out.append([best, len(rows)])
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter(); rows = con.execute(q).fetchall(); times.append(time.perf_counter() - t0)
+    times.sort()
+    out.append([times[0], times[len(times) // 2], len(rows)])
 print(json.dumps(out))
 """
 
@@ -196,32 +200,34 @@ def main():
 
 
 def queries(lake, ddb):
-    """Both engines timed in-process, warm, best of 3: trailql runs every query three times in
+    """Both engines timed in-process, warm, best of RUNS: trailql runs every query RUNS times in
     one `trailql query --file --timing` process (planning and execution, printing left out;
     the session's column cache holds what the first run read, as DuckDB's buffer manager
     does), DuckDB runs them in one Python process on its own table. trailql's first run of
     each query is printed too."""
-    print("## Queries (in-process, best of 3)\n\n| query | trailql s | trailql first run s | DuckDB s | trailql / DuckDB |\n|---|---|---|---|---|")
+    print(f"## Queries (in-process, best of {RUNS})\n\n| query | trailql s | trailql first run s | DuckDB s | trailql / DuckDB | medians: trailql s, DuckDB s |\n|---|---|---|---|---|---|")
     ddb_times = None
     if ddb:
-        p = subprocess.run([sys.executable, "-c", DUCKDB_QUERY, ddb, str(CORES)], input=json.dumps([q[2] for q in QUERIES]).encode(), capture_output=True, check=True)
+        p = subprocess.run([sys.executable, "-c", DUCKDB_QUERY, ddb, str(CORES), str(RUNS)], input=json.dumps([q[2] for q in QUERIES]).encode(), capture_output=True, check=True)
         ddb_times = json.loads(p.stdout)
     script = os.path.join(WORK, "queries.sql")
     with open(script, "w") as f:
         for _, tq, _ in QUERIES:
-            for _ in range(3):
+            for _ in range(RUNS):
                 f.write(tq.rstrip().rstrip(";") + ";\n")
     p = subprocess.run([TRAILQL, "query", lake, "--file", script, "--timing", "--format", "csv"], capture_output=True, check=True)
     times = [float(line.split(": ")[2].split(" s")[0]) for line in p.stderr.decode().splitlines() if line.startswith("timing: ")]
-    assert len(times) == 3 * len(QUERIES), p.stderr.decode()
+    assert len(times) == RUNS * len(QUERIES), p.stderr.decode()
     ratios = []
     for i, (name, _, _) in enumerate(QUERIES):
-        best = min(times[3 * i:3 * i + 3])
+        own = sorted(times[RUNS * i:RUNS * i + RUNS])
+        best, median = own[0], own[len(own) // 2]
         d = ddb_times[i][0] if ddb_times else None
         ratio = best / d if d else None
         if ratio:
             ratios.append(ratio)
-        print(f"| {name} | {best:.3f} | {times[3 * i]:.3f} | {'' if d is None else f'{d:.3f}'} | {'' if ratio is None else f'{ratio:.2f}'} |")
+        d_median = f", {ddb_times[i][1]:.3f}" if ddb_times else ""
+        print(f"| {name} | {best:.3f} | {times[RUNS * i]:.3f} | {'' if d is None else f'{d:.3f}'} | {'' if ratio is None else f'{ratio:.2f}'} | {median:.3f}{d_median} |")
     if ratios:
         ratios.sort()
         print(f"\nmedian ratio {ratios[len(ratios)//2]:.2f}, worst {ratios[-1]:.2f}")
