@@ -19,7 +19,7 @@ use arrow::array::{
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field};
-use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape, fill_tape_padded};
+use simd_json::{Buffers, ErrorType, INPUT_PADDING, Node, StaticNode, Tape, fill_tape_padded};
 use trailql_schema::{FieldSpec, KeyPrint, Kind, RECORD, UTC, arrow_schema, struct_fields, time};
 
 use crate::IngestError;
@@ -34,6 +34,10 @@ const ENVELOPE_KEY: &[u8] = b"\"eventBridgeEnvelope\"";
 /// Deepest nesting accepted in a document (simd-json's default of 128 is too shallow for some
 /// payloads).
 const MAX_DEPTH: usize = 1024;
+
+/// Numbers beyond f64's range read in one document (each costs a parse of the document again);
+/// past this the document is damaged.
+const MAX_HUGE_NUMBERS: usize = 64;
 
 /// Per-thread decoding state, reused across documents so the hot path allocates nothing.
 pub struct Decoder {
@@ -257,11 +261,35 @@ impl Decoder {
         decoded: &mut Decoded,
         top_level: bool,
     ) -> Result<(), DocError> {
-        self.work.clear();
-        self.work.extend_from_slice(src);
-        self.work.resize(src.len() + INPUT_PADDING, 0);
+        // Numbers beyond f64's range (`1e400`) are valid JSON that simd-json refuses. Nothing
+        // reads a number's value (a number is kept as its source text), so each one is
+        // parsed as `0` padded to its length: offsets stay, the text kept is the source's.
+        let mut huge_numbers: Vec<(usize, usize)> = Vec::new();
         let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
-        let parsed = fill_tape_padded(&mut self.work, src.len(), &mut self.buffers, &mut tape);
+        let parsed = loop {
+            self.work.clear();
+            self.work.extend_from_slice(src);
+            for &(at, len) in &huge_numbers {
+                self.work[at] = b'0';
+                self.work[at + 1..at + len].fill(b' ');
+            }
+            self.work.resize(src.len() + INPUT_PADDING, 0);
+            match fill_tape_padded(&mut self.work, src.len(), &mut self.buffers, &mut tape) {
+                Err(e)
+                    if matches!(e.error(), ErrorType::InvalidNumber)
+                        && huge_numbers.len() < MAX_HUGE_NUMBERS =>
+                {
+                    match json_number_len(src, e.index()) {
+                        Some(len) => {
+                            huge_numbers.push((e.index(), len));
+                            tape = tape.reset();
+                        }
+                        None => break Err(e),
+                    }
+                }
+                parsed => break parsed,
+            }
+        };
         let result = match parsed {
             Err(e) => Err(DocError::Json {
                 offset: e.index(),
@@ -433,6 +461,45 @@ pub fn event_spans(body: &[u8]) -> Vec<(usize, usize)> {
             }
             None => return spans,
         }
+    }
+}
+
+/// The length of the JSON number at `at` in `text` (`-? int frac? exp?`, followed by a delimiter
+/// or the end), or `None` if none is there.
+fn json_number_len(text: &[u8], at: usize) -> Option<usize> {
+    let digits = |i: usize| {
+        text[i.min(text.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    let mut i = at + usize::from(text.get(at) == Some(&b'-'));
+    match text.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i += digits(i),
+        _ => return None,
+    }
+    if text.get(i) == Some(&b'.') {
+        let n = digits(i + 1);
+        if n == 0 {
+            return None;
+        }
+        i += 1 + n;
+    }
+    if matches!(text.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(text.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let n = digits(i);
+        if n == 0 {
+            return None;
+        }
+        i += n;
+    }
+    match text.get(i) {
+        None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') => Some(i - at),
+        Some(_) => None,
     }
 }
 
@@ -1364,6 +1431,27 @@ mod tests {
             .unwrap()
             .as_string::<i32>();
         assert_eq!(rp.value(0), r#"{"a b":1.50e+3,"c":"x  \" y"}"#);
+    }
+
+    #[test]
+    fn numbers_beyond_f64_are_kept_as_their_text_and_bad_numbers_still_fail() {
+        // simd-json refuses `1e400` (valid JSON): the event is kept, its text exact.
+        let (b, d) = decode(
+            r#"{"Records":[{"eventName":"A","requestParameters":{"n":-1.5E+400,"a":[1e999,2]},"x":1e309},
+            {"eventName":"B","requestParameters":{"n":1e400x}}]}"#,
+        );
+        assert_eq!(d.records, 1, "{:?}", d.record_errors);
+        let rp = b
+            .column_by_name("requestParameters")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(rp.value(0), r#"{"n":-1.5E+400,"a":[1e999,2]}"#);
+        assert_eq!(unmapped(&b, 0).unwrap(), r#"{"x":1e309}"#);
+        assert!(d.record_errors[0].to_string().contains("record 1"));
+        assert_eq!(json_number_len(b"-0.5e+3,", 0), Some(7));
+        assert_eq!(json_number_len(b"01", 0), None);
+        assert_eq!(json_number_len(b"1.}", 0), None);
+        assert_eq!(json_number_len(b"1e400", 0), Some(5));
     }
 
     #[test]
