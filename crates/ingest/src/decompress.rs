@@ -22,6 +22,13 @@ pub enum InflateError {
     TooLarge,
 }
 
+/// The first output buffer of a member, in times its compressed size (CloudTrail inflates
+/// about 6-10 times; a member that needs more is inflated again into a larger buffer).
+const FIRST_RATIO: usize = 32;
+
+/// The most deflate can expand its input.
+const MAX_DEFLATE_RATIO: usize = 1032;
+
 /// Whether `data` starts with the gzip magic bytes.
 pub fn is_gzip(data: &[u8]) -> bool {
     data.starts_with(&[0x1f, 0x8b])
@@ -73,11 +80,26 @@ impl Inflater {
                 if member.iter().all(|&b| b == 0) {
                     break; // zero padding after the last member, as gzip(1) tolerates
                 }
-                return Err(self.corrupt(data, "bytes after the last gzip member are not gzip"));
+                return Err(self.corrupt(
+                    data,
+                    limit,
+                    "bytes after the last gzip member are not gzip",
+                ));
             }
-            // ISIZE of a single-member file is its size mod 2^32: a good first guess.
+            // ISIZE of a single-member file is its size mod 2^32: a good first guess, but one
+            // read before the member is checked. In a damaged file (truncated, or with bytes
+            // after the last member) the last four bytes are anything, and a 100-byte file
+            // could have a buffer of gigabytes zeroed (and kept by this thread) for it. So
+            // the first buffer is at most `FIRST_RATIO` times the input, and the hint is
+            // trusted further only once the member has needed more and only as far as deflate
+            // can expand (1032:1).
             let hint = u32::from_le_bytes(data[data.len() - 4..].try_into().unwrap_or([0; 4]));
-            let mut want = (hint as usize).max(member.len() * 4).max(4096);
+            let hint = hint as usize;
+            let most = member.len().saturating_mul(MAX_DEFLATE_RATIO);
+            let mut want = hint
+                .min(member.len().saturating_mul(FIRST_RATIO))
+                .max(member.len() * 4)
+                .max(4096);
             loop {
                 let start = out.len();
                 let room = want.min(limit.saturating_sub(start));
@@ -106,11 +128,19 @@ impl Inflater {
                         if start + room >= limit {
                             return Err(InflateError::TooLarge);
                         }
-                        want = room.saturating_mul(2);
+                        want = if hint > room && hint <= most {
+                            hint
+                        } else {
+                            room.saturating_mul(2)
+                        };
                     }
                     _ => {
                         out.truncate(start);
-                        return Err(self.corrupt(data, "truncated or corrupt deflate stream"));
+                        return Err(self.corrupt(
+                            data,
+                            limit,
+                            "truncated or corrupt deflate stream",
+                        ));
                     }
                 }
             }
@@ -118,15 +148,16 @@ impl Inflater {
         Ok(())
     }
 
-    /// The error for damaged data, with the longest prefix a streaming inflater recovers.
-    fn corrupt(&self, data: &[u8], reason: &str) -> InflateError {
+    /// The error for damaged data, with the longest prefix a streaming inflater recovers (up
+    /// to `limit` bytes, as for whole files).
+    fn corrupt(&self, data: &[u8], limit: usize, reason: &str) -> InflateError {
         let mut prefix = Vec::new();
         let mut reader = flate2::read::MultiGzDecoder::new(data);
         let mut chunk = [0u8; 64 * 1024];
-        loop {
+        while prefix.len() < limit {
             match reader.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => prefix.extend_from_slice(&chunk[..n]),
+                Ok(n) => prefix.extend_from_slice(&chunk[..n.min(limit - prefix.len())]),
             }
         }
         InflateError::Corrupt {
@@ -174,6 +205,35 @@ mod tests {
             Err(InflateError::TooLarge)
         ));
         assert!(Inflater::new().gunzip(&data, &mut out, 2 << 20).is_err());
+    }
+
+    #[test]
+    fn a_damaged_files_last_bytes_are_not_trusted_as_its_size() {
+        // Bytes after the member end the file: its last four read as ISIZE say 2 GiB. Before
+        // the member is found damaged, no buffer of that size may be zeroed.
+        let mut data = gz(b"{\"Records\":[]}");
+        data.extend_from_slice(b"\xff\xff\xff\x7f");
+        let mut out = Vec::new();
+        let damaged = Inflater::new().gunzip(&data, &mut out, 1 << 30);
+        assert!(matches!(damaged, Err(InflateError::Corrupt { .. })));
+        assert!(out.capacity() < 1 << 20, "{} bytes", out.capacity());
+        // A true size above the first guess is still used: one more pass, not many.
+        let repetitive = vec![b'x'; 4 << 20];
+        Inflater::new()
+            .gunzip(&gz(&repetitive), &mut out, 1 << 30)
+            .unwrap();
+        assert_eq!(out, repetitive);
+    }
+
+    #[test]
+    fn a_damaged_prefix_is_kept_up_to_the_limit() {
+        let text = vec![b'y'; 1 << 20];
+        let mut data = gz(&text);
+        data.truncate(data.len() - 2);
+        match Inflater::new().corrupt(&data, 1000, "cut") {
+            InflateError::Corrupt { prefix, .. } => assert_eq!(prefix.len(), 1000),
+            other => panic!("expected corrupt, got {other:?}"),
+        }
     }
 
     #[test]
