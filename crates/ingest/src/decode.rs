@@ -31,9 +31,12 @@ const EVENT_KEYS: [&str; 4] = ["eventTime", "eventName", "eventSource", "eventID
 /// (everything but its `detail`, which is the event).
 const ENVELOPE_KEY: &[u8] = b"\"eventBridgeEnvelope\"";
 
-/// Deepest nesting accepted in a document (simd-json's default of 128 is too shallow for some
-/// payloads).
+/// Deepest nesting for which a document is parsed once (simd-json's default of 128 is too
+/// shallow for some payloads).
 const MAX_DEPTH: usize = 1024;
+
+/// Deepest nesting accepted in a document that fails `MAX_DEPTH` (parsed a second time).
+const DEEPEST: usize = 1 << 20;
 
 /// Numbers beyond f64's range read in one document (each costs a parse of the document again);
 /// past this the document is damaged.
@@ -265,6 +268,9 @@ impl Decoder {
         // reads a number's value (a number is kept as its source text), so each one is
         // parsed as `0` padded to its length: offsets stay, the text kept is the source's.
         let mut huge_numbers: Vec<(usize, usize)> = Vec::new();
+        // A document nested deeper than `MAX_DEPTH` is parsed again with a deeper stack,
+        // which is set back afterwards (its size grows with the document's).
+        let mut shallow: Option<Buffers> = None;
         let mut tape = self.tape.take().unwrap_or_else(Tape::null).reset();
         let parsed = loop {
             self.work.clear();
@@ -286,6 +292,13 @@ impl Decoder {
                         }
                         None => break Err(e),
                     }
+                }
+                Err(e)
+                    if matches!(e.error(), ErrorType::DepthLimitExceeded) && shallow.is_none() =>
+                {
+                    let deep = Buffers::with_max_depth(src.len(), DEEPEST);
+                    shallow = Some(std::mem::replace(&mut self.buffers, deep));
+                    tape = tape.reset();
                 }
                 parsed => break parsed,
             }
@@ -311,6 +324,9 @@ impl Decoder {
             }
         };
         self.tape = Some(tape.reset());
+        if let Some(buffers) = shallow {
+            self.buffers = buffers;
+        }
         result
     }
 }
@@ -1431,6 +1447,28 @@ mod tests {
             .unwrap()
             .as_string::<i32>();
         assert_eq!(rp.value(0), r#"{"a b":1.50e+3,"c":"x  \" y"}"#);
+    }
+
+    #[test]
+    fn a_payload_nested_deeper_than_the_first_parse_allows_is_kept() {
+        let depth = MAX_DEPTH * 4;
+        let payload = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let text = format!(r#"{{"Records":[{{"eventName":"A","requestParameters":{payload}}}]}}"#);
+        let mut decoder = Decoder::new();
+        let mut out = BatchBuilder::new(1024);
+        let d = decoder
+            .decode_file("t.json", text.as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(d.records, 1, "{:?}", d.record_errors);
+        let b = out.flush().remove(0);
+        let rp = b
+            .column_by_name("requestParameters")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(rp.value(0), payload);
+        // The decoder goes on with its own buffers.
+        let again = decoder.decode_file("t.json", br#"[{"eventName":"B"}]"#, &mut out);
+        assert_eq!(again.unwrap().records, 1);
     }
 
     #[test]
