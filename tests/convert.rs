@@ -162,6 +162,16 @@ fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
     )
     .unwrap();
     std::fs::write(dir.path().join("numbers.json"), b"[1,2,3]").unwrap();
+    // A whole member, then junk whose last four bytes read as a 2 GiB size in the trailer.
+    let mut junk_after = gz.clone();
+    junk_after.extend_from_slice(b"junk\xff\xff\xff\x7f");
+    std::fs::write(dir.path().join("junk-after.json.gz"), &junk_after).unwrap();
+    // Valid JSON simd-json refuses: a number beyond f64 (kept), next to a malformed one.
+    std::fs::write(
+        dir.path().join("huge-number.json"),
+        br#"{"Records":[{"eventName":"H","eventID":"huge","requestParameters":{"n":1e400}},{"eventName":"M","eventID":"malformed","requestParameters":{"n":1e400x}}]}"#,
+    )
+    .unwrap();
     std::fs::write(dir.path().join("lines.jsonl"), b"{\"eventName\":\"L1\",\"eventID\":\"l1\"}\n{broken\n{\"eventName\":\"L3\",\"eventID\":\"l3\"}\n").unwrap();
 
     let (run, dataset) = convert(&[dir.path()], &[]);
@@ -179,6 +189,8 @@ fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
         "not-cloudtrail.json",
         "numbers.json",
         "lines.jsonl",
+        "junk-after.json.gz",
+        "huge-number.json record 1",
     ] {
         assert!(err.contains(name), "{name} not named in: {err}");
     }
@@ -187,17 +199,36 @@ fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
         err.contains("lines.jsonl record 2"),
         "the bad line is named: {err}"
     );
-    let events = export(dataset.path());
+    // Exported as written: `1e400` is valid JSON that serde_json (like simd-json) refuses.
+    let out = trailql(&["export", &dataset.path().display().to_string()]);
+    assert!(out.status.success(), "export failed: {}", stderr(&out));
+    let lines = String::from_utf8(out.stdout).unwrap();
+    let (huge, lines): (Vec<&str>, Vec<&str>) = lines.lines().partition(|l| l.contains("1e400"));
+    assert_eq!(huge.len(), 1, "{huge:?}");
+    assert!(
+        huge[0].contains(r#""requestParameters":{"n":1e400}"#),
+        "{huge:?}"
+    );
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let ids: Vec<&str> = events
         .iter()
         .filter_map(|e| e["eventID"].as_str())
+        .chain(huge[0].contains(r#""eventID":"huge""#).then_some("huge"))
         .collect();
-    // Every good record is kept: the good file, the complete records of the damaged files.
+    // Every good record is kept: the good file, the complete records of the damaged files
+    // (all of the file with junk after its member).
     assert!(
         ids.contains(&"a") && ids.contains(&"l1") && ids.contains(&"l3"),
         "{ids:?}"
     );
-    let salvaged = ids.len() - good_events - 3;
+    assert!(
+        ids.contains(&"huge") && !ids.contains(&"malformed"),
+        "{ids:?}"
+    );
+    let salvaged = ids.len() - 2 * good_events - 4;
     assert!(
         salvaged > 0 && salvaged < good_events,
         "the truncated gzip kept {salvaged} of {good_events}"
