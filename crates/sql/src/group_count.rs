@@ -8,9 +8,10 @@
 //! and batch (views of short texts, and of long ones while the batches keep the same buffers,
 //! stay known across batches); DataFusion's aggregation hashes and compares every row's text,
 //! which was 80% of such a query's time over cached columns. A count of rows grouped by one
-//! column is counted per text id in a dense array, in the same pass. [`GroupCountRule`] puts it in place of DataFusion's
-//! partial aggregation where that only counts (`count(*)`, `count(x)`, no DISTINCT or FILTER)
-//! grouped by text columns; the final aggregation above is DataFusion's, unchanged.
+//! column is counted per text id in a dense array, in the same pass. [`GroupCountRule`] puts
+//! it in place of DataFusion's partial aggregation where that only counts (`count(*)`,
+//! `count(x)`, no DISTINCT or FILTER) grouped by text columns; the final aggregation above is
+//! DataFusion's, unchanged.
 
 use std::fmt;
 use std::sync::Arc;
