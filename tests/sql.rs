@@ -272,6 +272,9 @@ async fn the_column_cache_answers_as_parquet_does_and_reads_each_file_once() {
         "SELECT eventSource, errorCode, count(*) FROM cloudtrail WHERE errorCode IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2",
         "SELECT count(*), count(DISTINCT sourceIPAddress) FROM cloudtrail WHERE eventTime >= TIMESTAMP '2024-07-31T00:00:00Z' AND eventTime < TIMESTAMP '2024-08-01T00:00:00Z'",
         "SELECT * FROM cloudtrail ORDER BY eventTime, eventID",
+        // Counted by the session's text ids once cached: nulls, and a text per row.
+        "SELECT errorCode, count(*), count(1) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC, 1",
+        "SELECT requestID, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 20",
     ];
     for sql in queries {
         let expected = answer(&plain, sql).await;
@@ -287,6 +290,16 @@ async fn the_column_cache_answers_as_parquet_does_and_reads_each_file_once() {
     assert!(analyzed.contains("CachedScanExec"), "{analyzed}");
     assert!(analyzed.contains("files_read=0"), "{analyzed}");
     assert!(!analyzed.contains("files_from_cache=0"), "{analyzed}");
+    // A count of rows by one cached column reads the session's text ids, hashing no text.
+    let analyzed = explain(&cached, &format!("EXPLAIN ANALYZE {}", queries[0])).await;
+    let counted = analyzed
+        .split("counted_by_id=")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ']']).next());
+    assert!(
+        analyzed.contains("GroupCountExec") && counted.is_some_and(|n| n != "0"),
+        "{analyzed}"
+    );
     // The first question about a column reads every file once.
     let fresh = context_with_cache(dataset.path(), 64 << 20).await;
     let files = parquet_files(dataset.path());

@@ -10,12 +10,19 @@
 //! the cache. Filters run above it, so
 //! answers are those of the Parquet scan. Files are immutable under their names, and a key also
 //! holds the size, modification time and ETag the listing saw, so a replaced file is read again.
+//!
+//! A cached text column with few distinct texts per file also gets, when a count by that column
+//! first asks for them ([`ColumnCache::text_ids`]), the id of each row's text in one dictionary
+//! per column name for the whole session ([`ColumnTexts`]), as DuckDB's storage keeps such
+//! columns dictionary-compressed: the count then reads 4 bytes a row and hashes nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, RecordBatch, new_null_array};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringViewArray, new_null_array};
+use arrow::buffer::ScalarBuffer;
 use arrow::compute::{cast, concat};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -45,6 +52,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 
+use crate::texts::{NULL_ID, Texts};
+
 /// Decoded columns of Parquet files within a memory budget, least recently used dropped first.
 #[derive(Debug)]
 pub(crate) struct ColumnCache {
@@ -55,6 +64,11 @@ pub(crate) struct ColumnCache {
 #[derive(Debug, Default)]
 struct CacheState {
     columns: HashMap<ColumnKey, CachedColumn>,
+    /// The cached text chunks by the address of their views: start -> (column, chunk index).
+    text_chunks: BTreeMap<usize, (ColumnKey, usize)>,
+    /// The session's texts of each column name, and the bytes they held when last counted.
+    texts: HashMap<String, (Arc<ColumnTexts>, usize)>,
+    /// Bytes of the columns, their text ids and the session's texts.
     used: usize,
     clock: u64,
 }
@@ -86,8 +100,93 @@ impl ColumnKey {
 #[derive(Debug)]
 struct CachedColumn {
     chunks: Arc<[ArrayRef]>,
+    /// With the text ids, once made.
     bytes: usize,
     last_used: u64,
+    ids: Ids,
+}
+
+/// The text ids of a cached column.
+#[derive(Debug)]
+enum Ids {
+    /// Not asked for yet.
+    Untried,
+    /// Too many distinct texts: none made.
+    Refused,
+    /// Per chunk: 0 for a null row, otherwise 1 + its text's id in `texts`; all below `bound`.
+    Made {
+        chunks: Vec<ScalarBuffer<u32>>,
+        bound: usize,
+        texts: Arc<ColumnTexts>,
+    },
+}
+
+/// A file's column is refused text ids when, after this many rows, more than one row in three
+/// held a new text: an id, an address, each of its own.
+const JUDGED_AFTER: usize = 8192;
+
+/// At most these many texts in one column's [`ColumnTexts`]; beyond, no more ids are made.
+const MAX_TEXTS: usize = 1 << 22;
+
+/// The distinct texts of one column name across a session's cached files, each with an id:
+/// the dictionary [`TextIds`] index into.
+#[derive(Default)]
+pub(crate) struct ColumnTexts {
+    texts: Mutex<Texts>,
+    /// Set when a file held too many distinct texts: then no file's ids are made.
+    refused: AtomicBool,
+}
+
+impl fmt::Debug for ColumnTexts {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "ColumnTexts")
+    }
+}
+
+impl ColumnTexts {
+    /// Runs `f` with the texts (ids as [`TextIds`] hold them, less one).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&Texts) -> R) -> R {
+        f(&self.texts.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn memory_size(&self) -> usize {
+        self.with(Texts::memory_size)
+    }
+
+    /// The ids of the rows of a file's column `chunks`, and the bound below which they all
+    /// are; `None` (and no more ids for this column) if the file holds too many texts.
+    fn ids_of(&self, chunks: &[ArrayRef]) -> Option<(Vec<ScalarBuffer<u32>>, usize)> {
+        let mut texts = self.texts.lock().unwrap_or_else(|e| e.into_inner());
+        if self.refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        let before = texts.len();
+        let mut rows = 0;
+        let mut made = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let views = chunk.as_string_view_opt()?;
+            let mut ids = Vec::with_capacity(views.len());
+            texts.each_id(views, |_, id| {
+                ids.push(if id == NULL_ID { 0 } else { id + 1 });
+            });
+            rows += views.len();
+            let new = texts.len() - before;
+            if texts.len() > MAX_TEXTS || (rows >= JUDGED_AFTER && new * 3 > rows) {
+                self.refused.store(true, Ordering::Relaxed);
+                return None;
+            }
+            made.push(ScalarBuffer::from(ids));
+        }
+        Some((made, texts.len() + 1))
+    }
+}
+
+/// The text ids of the rows of one batch of a cached text column: 0 for a null, otherwise 1 +
+/// the id of the row's text in `texts`; every id is below `bound`.
+pub(crate) struct TextIds {
+    pub(crate) ids: ScalarBuffer<u32>,
+    pub(crate) bound: usize,
+    pub(crate) texts: Arc<ColumnTexts>,
 }
 
 impl ColumnCache {
@@ -116,11 +215,143 @@ impl ColumnCache {
             return;
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = state.columns.remove(&key) {
-            state.used -= old.bytes;
+        state.remove(&key);
+        state.make_room(bytes, self.budget);
+        state.clock += 1;
+        let last_used = state.clock;
+        state.used += bytes;
+        for (i, chunk) in chunks.iter().enumerate() {
+            if let Some(views) = chunk.as_string_view_opt().filter(|v| !v.is_empty()) {
+                let start = views.views().as_ptr() as usize;
+                state.text_chunks.insert(start, (key.clone(), i));
+            }
         }
-        while state.used + bytes > self.budget {
-            let Some(oldest) = state
+        state.columns.insert(
+            key,
+            CachedColumn {
+                chunks,
+                bytes,
+                last_used,
+                ids: Ids::Untried,
+            },
+        );
+    }
+
+    /// The session's text ids of the rows of `views`, a batch of a cached text column (as the
+    /// scan gave it), made for the whole column of its file the first time; `None` if `views`
+    /// is not such a batch or its file holds too many distinct texts.
+    pub(crate) fn text_ids(&self, views: &StringViewArray) -> Option<TextIds> {
+        let address = views.views().as_ptr() as usize;
+        let (key, chunk, row, chunks, texts) = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let (&start, (key, chunk)) = state.text_chunks.range(..=address).next_back()?;
+            let (key, chunk) = (key.clone(), *chunk);
+            let column = state.columns.get(&key)?;
+            let cached = column.chunks.get(chunk)?.as_string_view_opt()?;
+            // The chunk's views live at `start`, so a batch whose views lie within them is a
+            // slice of it, if it also has its data buffers.
+            let row = (address - start) / std::mem::size_of::<u128>();
+            let same_buffers = cached.data_buffers().len() == views.data_buffers().len()
+                && cached
+                    .data_buffers()
+                    .iter()
+                    .zip(views.data_buffers())
+                    .all(|(a, b)| a.as_ptr() == b.as_ptr());
+            if cached.views().as_ptr() as usize != start
+                || !(address - start).is_multiple_of(std::mem::size_of::<u128>())
+                || row + views.len() > cached.len()
+                || !same_buffers
+            {
+                return None;
+            }
+            match &column.ids {
+                Ids::Made {
+                    chunks,
+                    bound,
+                    texts,
+                } => {
+                    return Some(TextIds {
+                        ids: chunks[chunk].slice(row, views.len()),
+                        bound: *bound,
+                        texts: texts.clone(),
+                    });
+                }
+                Ids::Refused => return None,
+                Ids::Untried => {}
+            }
+            let chunks = column.chunks.clone();
+            let texts = state.texts.entry(key.column.clone()).or_default().0.clone();
+            (key, chunk, row, chunks, texts)
+        };
+        // Made without holding the cache: the other partitions go on meanwhile.
+        let made = texts.ids_of(&chunks);
+        let texts_bytes = texts.memory_size();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, counted)) = state.texts.get_mut(&key.column) {
+            let before = std::mem::replace(counted, texts_bytes);
+            state.used = state.used + texts_bytes - before;
+        }
+        let Some((ids, bound)) = made else {
+            if let Some(column) = state.columns.get_mut(&key) {
+                column.ids = Ids::Refused;
+            }
+            return None;
+        };
+        let batch = ids[chunk].slice(row, views.len());
+        let bytes: usize = ids.iter().map(|c| c.inner().capacity()).sum();
+        // The column may have gone meanwhile; then the ids go too, and this batch's are used.
+        if state.columns.contains_key(&key) {
+            state.clock += 1;
+            let now = state.clock;
+            if let Some(column) = state.columns.get_mut(&key) {
+                column.last_used = now;
+            }
+            state.make_room(bytes, self.budget);
+            if let Some(column) = state.columns.get_mut(&key) {
+                column.bytes += bytes;
+                column.ids = Ids::Made {
+                    chunks: ids,
+                    bound,
+                    texts: texts.clone(),
+                };
+                state.used += bytes;
+            }
+        }
+        Some(TextIds {
+            ids: batch,
+            bound,
+            texts,
+        })
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.state.lock().unwrap().used
+    }
+}
+
+impl CacheState {
+    /// Drops the column under `key`, if held.
+    fn remove(&mut self, key: &ColumnKey) {
+        let Some(old) = self.columns.remove(key) else {
+            return;
+        };
+        self.used -= old.bytes;
+        for chunk in old.chunks.iter() {
+            if let Some(views) = chunk.as_string_view_opt().filter(|v| !v.is_empty()) {
+                let start = views.views().as_ptr() as usize;
+                if self.text_chunks.get(&start).is_some_and(|(k, _)| k == key) {
+                    self.text_chunks.remove(&start);
+                }
+            }
+        }
+    }
+
+    /// Drops the least recently used columns until `bytes` more fit in `budget`.
+    fn make_room(&mut self, bytes: usize, budget: usize) {
+        while self.used + bytes > budget {
+            let Some(oldest) = self
                 .columns
                 .iter()
                 .min_by_key(|(_, c)| c.last_used)
@@ -128,27 +359,8 @@ impl ColumnCache {
             else {
                 break;
             };
-            if let Some(old) = state.columns.remove(&oldest) {
-                state.used -= old.bytes;
-            }
+            self.remove(&oldest);
         }
-        state.clock += 1;
-        let last_used = state.clock;
-        state.used += bytes;
-        state.columns.insert(
-            key,
-            CachedColumn {
-                chunks,
-                bytes,
-                last_used,
-            },
-        );
-    }
-
-    /// Bytes held now.
-    #[cfg(test)]
-    fn used(&self) -> usize {
-        self.state.lock().unwrap().used
     }
 }
 
@@ -265,6 +477,13 @@ impl CachedScanExec {
             properties: plan.properties().clone(),
             metrics: ExecutionPlanMetricsSet::new(),
         })
+    }
+}
+
+impl CachedScanExec {
+    /// The cache the scan reads through.
+    pub(crate) fn cache(&self) -> &Arc<ColumnCache> {
+        &self.cache
     }
 }
 
@@ -618,6 +837,117 @@ mod tests {
         // The same key again replaces, not adds.
         cache.insert(key("a"), chunks(1000));
         assert_eq!(cache.used(), 2 * one);
+    }
+
+    fn text_key(name: &str, column: &str) -> ColumnKey {
+        ColumnKey {
+            column: column.into(),
+            data_type: DataType::Utf8View,
+            ..key(name)
+        }
+    }
+
+    /// Chunks of 5,000 rows of `texts(row)`, as Parquet's dictionary pages give them (equal
+    /// texts, equal views).
+    fn text_chunks(rows: usize, text: impl Fn(usize) -> Option<String>) -> Arc<[ArrayRef]> {
+        (0..rows)
+            .step_by(5000)
+            .map(|start| {
+                let texts: Vec<Option<String>> =
+                    (start..rows.min(start + 5000)).map(&text).collect();
+                let d: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> =
+                    texts.iter().map(Option::as_deref).collect();
+                cast(&d, &DataType::Utf8View).unwrap()
+            })
+            .collect()
+    }
+
+    /// The texts of `ids` (None for a null).
+    fn texts_of(ids: &TextIds) -> Vec<Option<String>> {
+        ids.texts.with(|texts| {
+            ids.ids
+                .iter()
+                .map(|&id| {
+                    assert!((id as usize) < ids.bound);
+                    (id > 0).then(|| texts.value(id - 1).to_string())
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn cached_text_columns_get_the_sessions_ids_of_their_texts() {
+        let name = |i: usize| {
+            (i % 13 != 0)
+                .then(|| ["GetObject", "DescribeInstanceInformation", "x"][i % 3].to_string())
+        };
+        let cache = ColumnCache::new(64 << 20);
+        let (a, b) = (
+            text_chunks(12_000, name),
+            text_chunks(7_000, |i| name(i + 1)),
+        );
+        cache.insert(text_key("a", "eventName"), a.clone());
+        cache.insert(text_key("b", "eventName"), b.clone());
+        let before = cache.used();
+        // A whole chunk, and a slice within one, as the scan's batches are.
+        let first = cache
+            .text_ids(a[0].as_string_view())
+            .expect("ids of a cached chunk");
+        let expected: Vec<Option<String>> = (0..5000).map(name).collect();
+        assert_eq!(texts_of(&first), expected);
+        let slice = a[2].slice(100, 900);
+        let sliced = cache
+            .text_ids(slice.as_string_view())
+            .expect("ids of a slice");
+        assert_eq!(
+            texts_of(&sliced),
+            (10_100..11_000).map(name).collect::<Vec<_>>()
+        );
+        // Another file of the column: the same texts, the same ids.
+        let other = cache
+            .text_ids(b[1].as_string_view())
+            .expect("ids of another file");
+        assert!(Arc::ptr_eq(&first.texts, &other.texts));
+        assert_eq!(texts_of(&other), (5001..7001).map(name).collect::<Vec<_>>());
+        assert!(
+            cache.used() > before + 4 * 19_000,
+            "the ids are counted in the budget"
+        );
+        // An array the cache does not hold, or its views over other buffers: none.
+        let copy = cast(&cast(&a[0], &DataType::Utf8).unwrap(), &DataType::Utf8View).unwrap();
+        assert!(cache.text_ids(copy.as_string_view()).is_none());
+        let views = a[0].as_string_view();
+        let moved = copy.as_string_view();
+        if !moved.data_buffers().is_empty() {
+            // SAFETY: not read; only the lookup, which refuses it, sees it.
+            let mixed = unsafe {
+                StringViewArray::new_unchecked(
+                    views.views().clone(),
+                    moved.data_buffers().to_vec(),
+                    views.nulls().cloned(),
+                )
+            };
+            assert!(cache.text_ids(&mixed).is_none());
+        }
+        // Dropped from the cache: its chunks are not found any more.
+        cache.insert(text_key("a", "eventName"), text_chunks(10, name));
+        assert!(cache.text_ids(a[0].as_string_view()).is_none());
+    }
+
+    #[test]
+    fn a_column_of_mostly_distinct_texts_gets_no_ids() {
+        let cache = ColumnCache::new(64 << 20);
+        let ids = text_chunks(20_000, |i| Some(format!("request-{i:08}")));
+        cache.insert(text_key("a", "requestID"), ids.clone());
+        assert!(cache.text_ids(ids[0].as_string_view()).is_none());
+        assert!(cache.text_ids(ids[3].as_string_view()).is_none());
+        // Nor does any other file of that column, this session.
+        let few = text_chunks(10_000, |i| Some(format!("r{}", i % 4)));
+        cache.insert(text_key("b", "requestID"), few.clone());
+        assert!(cache.text_ids(few[0].as_string_view()).is_none());
+        // Another column is judged on its own.
+        cache.insert(text_key("b", "eventName"), few.clone());
+        assert!(cache.text_ids(few[0].as_string_view()).is_some());
     }
 
     #[test]

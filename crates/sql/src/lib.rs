@@ -11,6 +11,7 @@ mod json_filter;
 mod pruning;
 mod raw;
 mod snapshot;
+mod texts;
 
 use std::sync::Arc;
 
