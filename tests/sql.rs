@@ -560,3 +560,113 @@ async fn files_with_other_columns_and_types_read_the_same_through_the_cache() {
         assert_eq!(answer(&cached, sql).await, expected, "warm: {sql}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
+    use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+    // Two files of 80,000 rows (a partition each, more rows than are judged before handing a
+    // count of mostly distinct texts over to DataFusion): few names, with nulls; an error
+    // code in one row of five; an address of its own per row.
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "eventTime",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("eventName", DataType::Utf8, true),
+        Field::new("errorCode", DataType::Utf8, true),
+        Field::new("sourceIPAddress", DataType::Utf8, true),
+    ]));
+    let names = [
+        "GetObject",
+        "DescribeInstanceInformation",
+        "AssumeRole",
+        "ListBuckets",
+        "Decrypt",
+        "GetParameter",
+        "DescribeRouteTables",
+        "PutObject",
+    ];
+    for (file, day) in ["2024-03-01", "2024-03-02"].iter().enumerate() {
+        let folder = dir.path().join(format!("date={day}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let rows = 0..80_000usize;
+        let start = 1_709_251_200_000_000i64 + file as i64 * 86_400_000_000;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.clone().map(|i| start + i as i64))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from_iter(rows.clone().map(|i| {
+                (i % 9 != 4).then(|| names[(i * 7 + file) % names.len()])
+            }))),
+            Arc::new(StringArray::from_iter(rows.clone().map(|i| {
+                (i % 5 == 0).then(|| ["AccessDenied", "ThrottlingException", "NoSuchKey"][i % 3])
+            }))),
+            Arc::new(StringArray::from_iter_values(
+                rows.map(|i| format!("10.{file}.{}.{}", i / 256, i % 256)),
+            )),
+        ];
+        let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let out = std::fs::File::create(folder.join("part-0.parquet")).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    let plain = context(dir.path()).await;
+    let cached = context_with_cache(dir.path(), 256 << 20).await;
+    let queries = [
+        "SELECT eventName, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 1",
+        "SELECT eventName, errorCode, count(*) FROM cloudtrail WHERE errorCode IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT errorCode, eventName, count(*), count(1) FROM cloudtrail GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT count(*), sum(c) FROM (SELECT sourceIPAddress, count(*) AS c FROM cloudtrail WHERE eventName <> 'GetObject' GROUP BY 1)",
+        "SELECT sourceIPAddress, eventName, count(*) FROM cloudtrail WHERE errorCode = 'AccessDenied' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 5",
+        "SELECT date, eventName, count(*) FROM cloudtrail WHERE eventName LIKE 'Get%' GROUP BY 1, 2 ORDER BY 1, 2",
+    ];
+    for sql in queries {
+        let expected = answer(&plain, sql).await;
+        assert!(expected.lines().count() > 4, "{sql}: {expected}");
+        assert_eq!(answer(&cached, sql).await, expected, "cold: {sql}");
+        assert_eq!(answer(&cached, sql).await, expected, "warm: {sql}");
+    }
+    let metric = |analyzed: &str, name: &str| {
+        analyzed
+            .split(&format!("{name}="))
+            .nth(1)
+            .and_then(|rest| rest.split([',', ']']).next())
+            .map(str::to_string)
+    };
+    // The filter is taken into the count, which counts the cached batches by their ids.
+    let plan = explain(&cached, queries[1]).await;
+    assert!(
+        plan.contains("filter=errorCode@") && !plan.contains("FilterExec"),
+        "{plan}"
+    );
+    let analyzed = explain(&cached, &format!("EXPLAIN ANALYZE {}", queries[1])).await;
+    assert_eq!(
+        metric(&analyzed, "counted_by_id").as_deref(),
+        Some("32.00 K"),
+        "{analyzed}"
+    );
+    // An address per row gets no ids: the count is handed over, the filter kept.
+    let plan = explain(&cached, queries[3]).await;
+    assert!(
+        plan.contains("filter=eventName@") && !plan.contains("FilterExec"),
+        "{plan}"
+    );
+    let analyzed = explain(&cached, &format!("EXPLAIN ANALYZE {}", queries[3])).await;
+    assert_eq!(
+        metric(&analyzed, "handed_over").as_deref(),
+        Some("2"),
+        "{analyzed}"
+    );
+    assert_eq!(
+        metric(&analyzed, "counted_by_id").as_deref(),
+        Some("0"),
+        "{analyzed}"
+    );
+}

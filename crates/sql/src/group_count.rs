@@ -21,6 +21,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringViewArray, StringViewBuilder,
 };
+use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
@@ -30,6 +31,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
@@ -91,6 +93,11 @@ pub(crate) struct GroupCountExec {
     input: Arc<dyn ExecutionPlan>,
     groups: Vec<Arc<dyn PhysicalExpr>>,
     counts: Vec<Counted>,
+    /// The rows counted: those for which this holds, a filter taken in from below (a cached
+    /// scan's batches are then counted as they come, by their text ids), or all.
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The filter's plan, put back above the input when the count is handed over.
+    filter_exec: Option<Arc<dyn ExecutionPlan>>,
     /// The aggregation replaced, which takes over when texts are mostly distinct.
     aggregate: Arc<dyn ExecutionPlan>,
     /// Its display.
@@ -148,9 +155,30 @@ impl GroupCountExec {
         if schema.fields().len() != groups.len() + counts.len() {
             return None;
         }
+        let mut input = agg.input().clone();
+        let (mut filter, mut filter_exec) = (None, None);
+        if let Some(below) = input.downcast_ref::<FilterExec>()
+            && below.fetch().is_none()
+            && below.input().downcast_ref::<CachedScanExec>().is_some()
+            && counts_rows_by_columns(&groups, &counts)
+        {
+            // The group columns, as columns of the filter's input.
+            if let Some(projection) = below.projection() {
+                for group in &mut groups {
+                    let column = group.downcast_ref::<Column>()?;
+                    let index = *projection.get(column.index())?;
+                    *group = Arc::new(Column::new(column.name(), index));
+                }
+            }
+            filter = Some(below.predicate().clone());
+            filter_exec = Some(input.clone());
+            input = below.input().clone();
+        }
         Some(GroupCountExec {
             aggregate: plan.clone(),
-            input: agg.input().clone(),
+            input,
+            filter,
+            filter_exec,
             groups,
             counts,
             shown: datafusion::physical_plan::displayable(agg)
@@ -165,15 +193,34 @@ impl GroupCountExec {
     }
 }
 
+/// Whether only rows are counted, grouped by columns (not expressions): what the session's
+/// text ids of cached columns can count.
+fn counts_rows_by_columns(groups: &[Arc<dyn PhysicalExpr>], counts: &[Counted]) -> bool {
+    groups.iter().all(|g| g.downcast_ref::<Column>().is_some())
+        && counts.iter().all(|c| matches!(c, Counted::Rows))
+}
+
+impl GroupCountExec {
+    fn counts_rows_by_columns(&self) -> bool {
+        counts_rows_by_columns(&self.groups, &self.counts)
+    }
+}
+
 impl DisplayAs for GroupCountExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         match t {
             DisplayFormatType::TreeRender => write!(f, "counts by view"),
-            _ => write!(
-                f,
-                "GroupCountExec: {}",
-                self.shown.trim_start_matches("AggregateExec: ")
-            ),
+            _ => {
+                write!(
+                    f,
+                    "GroupCountExec: {}",
+                    self.shown.trim_start_matches("AggregateExec: ")
+                )?;
+                match &self.filter {
+                    Some(predicate) => write!(f, ", filter={predicate}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -195,7 +242,7 @@ impl ExecutionPlan for GroupCountExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for expr in &self.groups {
+        for expr in self.groups.iter().chain(&self.filter) {
             if f(expr)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -221,6 +268,8 @@ impl ExecutionPlan for GroupCountExec {
         Ok(Arc::new(GroupCountExec {
             aggregate: self.aggregate.clone(),
             input,
+            filter: self.filter.clone(),
+            filter_exec: self.filter_exec.clone(),
             groups: self.groups.clone(),
             counts: self.counts.clone(),
             shown: self.shown.clone(),
@@ -244,22 +293,23 @@ impl ExecutionPlan for GroupCountExec {
             self.counts.clone(),
             self.schema.clone(),
         );
-        // The session's text ids of a cached column, for a count of rows by that column.
-        if let (Some(scan), [group]) = (
-            self.input.downcast_ref::<CachedScanExec>(),
-            self.groups.as_slice(),
-        ) && group.downcast_ref::<Column>().is_some()
+        // The session's text ids of cached columns, for a count of rows by those columns.
+        if let Some(scan) = self.input.downcast_ref::<CachedScanExec>()
+            && self.counts_rows_by_columns()
         {
             let counted = MetricBuilder::new(&self.metrics).counter("counted_by_id", partition);
-            counter.cached = counter
-                .rows_by_text
-                .is_some()
-                .then(|| CachedCounts::new(scan.cache().clone(), counted));
+            counter.cached = Some(CachedCounts::new(
+                scan.cache().clone(),
+                self.groups.len(),
+                counted,
+            ));
         }
+        counter.filter = self.filter.clone();
         let counter = Box::new(counter);
         let handover = HandOver {
             aggregate: self.aggregate.clone(),
             input: self.input.clone(),
+            filter: self.filter_exec.clone(),
             partition,
             context,
         };
@@ -338,6 +388,8 @@ enum Step {
 struct HandOver {
     aggregate: Arc<dyn ExecutionPlan>,
     input: Arc<dyn ExecutionPlan>,
+    /// The filter taken in from below the aggregation, put back above `input`.
+    filter: Option<Arc<dyn ExecutionPlan>>,
     partition: usize,
     context: Arc<TaskContext>,
 }
@@ -360,7 +412,7 @@ impl HandOver {
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
-        let rest: Arc<dyn ExecutionPlan> = Arc::new(StreamingTableExec::try_new(
+        let mut rest: Arc<dyn ExecutionPlan> = Arc::new(StreamingTableExec::try_new(
             schema,
             partitions,
             None,
@@ -368,6 +420,12 @@ impl HandOver {
             false,
             None,
         )?);
+        if let Some(filter) = &self.filter {
+            rest = filter.clone().replace_children(
+                vec![rest],
+                ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+            )?;
+        }
         self.aggregate
             .clone()
             .replace_children(
@@ -459,68 +517,119 @@ impl RowsByText {
     }
 }
 
-/// Rows counted per id of the session's texts of a cached column ([`TextIds`]): 4 bytes read a
-/// row, nothing hashed.
+/// Rows counted by the session's ids of the texts of cached columns ([`TextIds`]): 4 bytes
+/// read a row and column, nothing hashed; with one column, counted per id in a dense array.
 struct CachedCounts {
     cache: Arc<ColumnCache>,
     /// Rows counted so.
     counted: Count,
-    /// The texts the ids are of: those of the first batch that had ids.
-    texts: Option<Arc<ColumnTexts>>,
-    /// Per id (0: nulls).
+    /// Per group column: the texts its ids are of (those of the first batch that had ids).
+    texts: Vec<Option<Arc<ColumnTexts>>>,
+    /// One column: rows per id (0: nulls).
     counts: Vec<i64>,
-    /// Ids counted at least once.
+    /// Several columns: packed ids (32 bits a column) -> group; per group, its key and rows.
+    group_ids: IdTable,
+    keys: Vec<u128>,
+    rows: Vec<i64>,
+    /// Groups held.
     groups: usize,
 }
 
 impl CachedCounts {
-    fn new(cache: Arc<ColumnCache>, counted: Count) -> Self {
+    fn new(cache: Arc<ColumnCache>, columns: usize, counted: Count) -> Self {
         CachedCounts {
             cache,
             counted,
-            texts: None,
+            texts: vec![None; columns],
             counts: Vec::new(),
+            group_ids: IdTable::new(),
+            keys: Vec::new(),
+            rows: Vec::new(),
             groups: 0,
         }
     }
 
-    /// Counts the rows of `views` by their ids, if the cache has them; false if not.
-    fn add(&mut self, views: &StringViewArray) -> bool {
-        let Some(TextIds { ids, bound, texts }) = self.cache.text_ids(views) else {
-            return false;
+    /// Counts the rows of `columns` (those `selected`, or all) by their ids, if the cache has
+    /// them for every column; false if not.
+    fn add(&mut self, columns: &[&StringViewArray], selected: Option<&BooleanBuffer>) -> bool {
+        let mut ids = Vec::with_capacity(columns.len());
+        for (known, views) in self.texts.iter_mut().zip(columns) {
+            let Some(found) = self.cache.text_ids(views) else {
+                return false;
+            };
+            match known {
+                Some(known) if !Arc::ptr_eq(known, &found.texts) => return false,
+                Some(_) => {}
+                None => *known = Some(found.texts.clone()),
+            }
+            ids.push(found);
+        }
+        let rows = match selected {
+            Some(selected) => selected.count_set_bits(),
+            None => columns.first().map_or(0, |c| c.len()),
         };
-        match &self.texts {
-            Some(known) if !Arc::ptr_eq(known, &texts) => return false,
-            Some(_) => {}
-            None => self.texts = Some(texts),
+        if let [TextIds { ids, bound, .. }] = ids.as_slice() {
+            if self.counts.len() < *bound {
+                self.counts.resize(*bound, 0);
+            }
+            let counts = &mut self.counts[..*bound];
+            let mut new = 0;
+            let mut count = |id: u32| {
+                let count = &mut counts[id as usize];
+                new += usize::from(*count == 0);
+                *count += 1;
+            };
+            match selected {
+                None => ids.iter().for_each(|&id| count(id)),
+                Some(selected) => selected.set_indices().for_each(|row| count(ids[row])),
+            }
+            self.groups += new;
+        } else {
+            let key = |row: usize| {
+                ids.iter().enumerate().fold(0u128, |key, (c, t)| {
+                    key | u128::from(t.ids[row]) << (32 * c)
+                })
+            };
+            let mut count = |key: u128| {
+                let group = match self.group_ids.get(key) {
+                    Some(group) => group,
+                    None => {
+                        let group = self.keys.len() as u32;
+                        self.keys.push(key);
+                        self.rows.push(0);
+                        if let Err(slot) = self.group_ids.find(key, |_| true) {
+                            self.group_ids.insert(slot, key, group);
+                        }
+                        group
+                    }
+                };
+                self.rows[group as usize] += 1;
+            };
+            match selected {
+                None => (0..rows).for_each(|row| count(key(row))),
+                Some(selected) => selected.set_indices().for_each(|row| count(key(row))),
+            }
+            self.groups = self.keys.len();
         }
-        if self.counts.len() < bound {
-            self.counts.resize(bound, 0);
-        }
-        let counts = &mut self.counts[..bound];
-        let mut new = 0;
-        for &id in ids.iter() {
-            let count = &mut counts[id as usize];
-            new += usize::from(*count == 0);
-            *count += 1;
-        }
-        self.groups += new;
-        self.counted.add(ids.len());
+        self.counted.add(rows);
         true
     }
 
-    /// The texts, and each id counted (0: nulls) with its count; the counts start again.
-    fn drain(&mut self) -> (Option<Arc<ColumnTexts>>, Vec<(u32, i64)>) {
-        let counted = self
+    /// Each group counted (its packed ids, 0 for a null) with its rows; the counts start
+    /// again.
+    fn drain(&mut self) -> Vec<(u128, i64)> {
+        let mut counted: Vec<(u128, i64)> = self
             .counts
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
-            .map(|(id, &c)| (id as u32, c))
+            .map(|(id, &c)| (id as u128, c))
             .collect();
+        counted.extend(self.keys.drain(..).zip(self.rows.drain(..)));
         self.counts.fill(0);
+        self.group_ids.clear();
         self.groups = 0;
-        (self.texts.clone(), counted)
+        counted
     }
 }
 
@@ -544,9 +653,11 @@ struct Counter {
     /// Counting only rows grouped by one column: rows per text id, counted in one pass (made
     /// groups by [`Counter::take`]).
     rows_by_text: Option<RowsByText>,
-    /// Counting only rows grouped by one column of a cached scan: rows per id of the
-    /// session's texts of that column, for the batches that have them.
+    /// Counting only rows grouped by columns of a cached scan: rows per ids of the session's
+    /// texts of those columns, for the batches that have them.
     cached: Option<CachedCounts>,
+    /// The rows counted: those for which this holds (a filter taken in from below), or all.
+    filter: Option<Arc<dyn PhysicalExpr>>,
 }
 
 impl Counter {
@@ -568,6 +679,7 @@ impl Counter {
             rows: Vec::new(),
             rows_by_text,
             cached: None,
+            filter: None,
         }
     }
 
@@ -577,7 +689,7 @@ impl Counter {
             Some(rows_by_text) => {
                 rows_by_text.len() + 1 + self.cached.as_ref().map_or(0, |c| c.groups)
             }
-            None => self.keys.len(),
+            None => self.keys.len() + self.cached.as_ref().map_or(0, |c| c.groups),
         }
     }
 
@@ -599,15 +711,47 @@ impl Counter {
 
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let n = batch.num_rows();
-        if let Some(rows_by_text) = &mut self.rows_by_text {
-            let array = self.groups[0].evaluate(batch)?.into_array(n)?;
-            let views = array.as_string_view();
-            if let Some(cached) = &mut self.cached
-                && cached.add(views)
-            {
+        let selected = match &self.filter {
+            Some(predicate) => {
+                let mask = predicate.evaluate(batch)?.into_array(n)?;
+                let mask = mask.as_boolean_opt().ok_or_else(|| {
+                    datafusion::common::DataFusionError::Internal(
+                        "a filter of a count gave no booleans".into(),
+                    )
+                })?;
+                // A null is not true: not counted.
+                Some(match mask.null_count() {
+                    0 => mask.clone(),
+                    _ => arrow::compute::prep_null_mask_filter(mask),
+                })
+            }
+            None => None,
+        };
+        if let Some(cached) = &mut self.cached {
+            let arrays = self
+                .groups
+                .iter()
+                .map(|g| g.evaluate(batch)?.into_array(n))
+                .collect::<Result<Vec<_>>>()?;
+            let views: Vec<&StringViewArray> = arrays.iter().map(|a| a.as_string_view()).collect();
+            if cached.add(&views, selected.as_ref().map(|s| s.values())) {
                 return Ok(());
             }
-            rows_by_text.add(&mut self.texts[0], views);
+        }
+        match selected {
+            Some(selected) => {
+                self.add_views(&arrow::compute::filter_record_batch(batch, &selected)?)
+            }
+            None => self.add_views(batch),
+        }
+    }
+
+    /// Counts the rows of `batch` by their views.
+    fn add_views(&mut self, batch: &RecordBatch) -> Result<()> {
+        let n = batch.num_rows();
+        if let Some(rows_by_text) = &mut self.rows_by_text {
+            let array = self.groups[0].evaluate(batch)?.into_array(n)?;
+            rows_by_text.add(&mut self.texts[0], array.as_string_view());
             return Ok(());
         }
         let mut packed = std::mem::take(&mut self.packed);
@@ -684,7 +828,7 @@ impl Counter {
             }
         }
         // Groups counted by the session's ids, after those of the partition's own.
-        let cached = self.cached.as_mut().map(CachedCounts::drain);
+        let cached = self.cached.as_mut().map(|c| (c.texts.clone(), c.drain()));
         if let Some((_, counted)) = &cached {
             for totals in &mut self.totals {
                 totals.extend(counted.iter().map(|&(_, count)| count));
@@ -699,10 +843,12 @@ impl Counter {
                     id => builder.append_value(texts.value(id)),
                 }
             }
-            if let Some((Some(session), counted)) = &cached {
+            if let Some((session, counted)) = &cached
+                && let Some(Some(session)) = session.get(c)
+            {
                 session.with(|texts| {
-                    for &(id, _) in counted {
-                        match id {
+                    for &(key, _) in counted {
+                        match (key >> (32 * c)) as u32 {
                             0 => builder.append_null(),
                             id => builder.append_value(texts.value(id - 1)),
                         }
