@@ -626,6 +626,12 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
         "SELECT count(*), sum(c) FROM (SELECT sourceIPAddress, count(*) AS c FROM cloudtrail WHERE eventName <> 'GetObject' GROUP BY 1)",
         "SELECT sourceIPAddress, eventName, count(*) FROM cloudtrail WHERE errorCode = 'AccessDenied' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 5",
         "SELECT date, eventName, count(*) FROM cloudtrail WHERE eventName LIKE 'Get%' GROUP BY 1, 2 ORDER BY 1, 2",
+        // Compared by text id: in a count's filter, `<>` (a null compared stays null, not
+        // counted), a text the column never held, an address per row (no ids: as texts).
+        "SELECT errorCode, count(*) FROM cloudtrail WHERE eventName = 'AssumeRole' GROUP BY 1 ORDER BY 1",
+        "SELECT count(*), count(eventName) FROM cloudtrail WHERE NOT (eventName = 'GetObject')",
+        "SELECT eventTime, eventName, errorCode FROM cloudtrail WHERE 'Decrypt' = eventName OR errorCode = 'NoSuchKey' ORDER BY eventTime LIMIT 5",
+        "SELECT count(*) FROM cloudtrail WHERE eventName = 'NoSuchEvent' OR sourceIPAddress = '10.1.2.3'",
     ];
     for sql in queries {
         let expected = answer(&plain, sql).await;
@@ -633,6 +639,8 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
         assert_eq!(answer(&cached, sql).await, expected, "cold: {sql}");
         assert_eq!(answer(&cached, sql).await, expected, "warm: {sql}");
     }
+    let plan = explain(&cached, queries[7]).await;
+    assert!(plan.contains("(by text id)"), "{plan}");
     let metric = |analyzed: &str, name: &str| {
         analyzed
             .split(&format!("{name}="))

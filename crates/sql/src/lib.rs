@@ -11,6 +11,7 @@ mod json_filter;
 mod pruning;
 mod raw;
 mod snapshot;
+mod text_filter;
 mod texts;
 
 use std::sync::Arc;
@@ -62,6 +63,8 @@ pub fn new_context() -> Result<SessionContext, SqlError> {
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
+        // Comparisons by text id first: a count takes in the filter below it as it is then.
+        .with_physical_optimizer_rule(Arc::new(text_filter::TextFilterRule))
         .with_physical_optimizer_rule(Arc::new(group_count::GroupCountRule))
         .build();
     let mut ctx = SessionContext::new_with_state(state);

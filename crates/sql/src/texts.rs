@@ -226,20 +226,9 @@ impl Texts {
 
     /// The id of `text`, a new one if it is new.
     fn text_id(&mut self, text: &str) -> u32 {
-        use std::hash::BuildHasher;
         self.hashed += 1;
-        let hash = foldhash::fast::FixedState::with_seed(0x5EED).hash_one(text.as_bytes());
-        let key = u128::from(hash) | (text.len() as u128) << 64;
-        let found = self.ids.find(key, |id| {
-            let end = self.ends[id as usize];
-            let start = if id == 0 {
-                0
-            } else {
-                self.ends[id as usize - 1]
-            };
-            &self.text[start..end] == text
-        });
-        match found {
+        let key = Self::key(text);
+        match self.ids.find(key, |id| self.value(id) == text) {
             Ok(id) => id,
             Err(slot) => {
                 let id = self.ends.len() as u32;
@@ -249,6 +238,20 @@ impl Texts {
                 id
             }
         }
+    }
+
+    /// The id of `text`, if it is one of the texts.
+    pub(crate) fn find(&self, text: &str) -> Option<u32> {
+        self.ids
+            .find(Self::key(text), |id| self.value(id) == text)
+            .ok()
+    }
+
+    /// A text's key in the table of ids: its hash and length.
+    fn key(text: &str) -> u128 {
+        use std::hash::BuildHasher;
+        let hash = foldhash::fast::FixedState::with_seed(0x5EED).hash_one(text.as_bytes());
+        u128::from(hash) | (text.len() as u128) << 64
     }
 
     /// Takes in a batch's views: views into other buffers than the last batch's are forgotten
