@@ -10,7 +10,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{DataType, FieldRef, Schema};
 use datafusion::common::config::ConfigOptions;
@@ -158,7 +158,14 @@ impl PhysicalExpr for TextEquals {
         // Ids are 1 + the text's id (0 for a null); a text the column never held matches none.
         let values = match texts.with(|t| t.find(&self.text)) {
             Some(id) => {
-                BooleanBuffer::collect_bool(ids.len(), |row| (ids[row] == id + 1) != self.negated)
+                // Arrow's kernel: compared many rows at a time.
+                let ids = UInt32Array::new(ids, None);
+                let wanted = UInt32Array::new_scalar(id + 1);
+                let compared = match self.negated {
+                    false => arrow::compute::kernels::cmp::eq(&ids, &wanted)?,
+                    true => arrow::compute::kernels::cmp::neq(&ids, &wanted)?,
+                };
+                compared.values().clone()
             }
             None if self.negated => BooleanBuffer::new_set(ids.len()),
             None => BooleanBuffer::new_unset(ids.len()),
