@@ -280,7 +280,13 @@ impl ColumnCache {
                 Ids::Untried => {}
             }
             let chunks = column.chunks.clone();
-            let texts = state.texts.entry(key.column.clone()).or_default().0.clone();
+            let (texts, texts_bytes) = state.texts.entry(key.column.clone()).or_default();
+            // A column's texts are never dropped: once they hold an eighth of the budget, no
+            // more of its files get ids.
+            if *texts_bytes > self.budget / 8 {
+                return None;
+            }
+            let texts = texts.clone();
             (key, chunk, row, chunks, texts)
         };
         // Made without holding the cache: the other partitions go on meanwhile.
@@ -289,7 +295,7 @@ impl ColumnCache {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, counted)) = state.texts.get_mut(&key.column) {
             let before = std::mem::replace(counted, texts_bytes);
-            state.used = state.used + texts_bytes - before;
+            state.used = (state.used + texts_bytes).saturating_sub(before);
         }
         let Some((ids, bound)) = made else {
             if let Some(column) = state.columns.get_mut(&key) {
@@ -948,6 +954,25 @@ mod tests {
         // Another column is judged on its own.
         cache.insert(text_key("b", "eventName"), few.clone());
         assert!(cache.text_ids(few[0].as_string_view()).is_some());
+    }
+
+    #[test]
+    fn a_columns_texts_take_at_most_an_eighth_of_the_budget() {
+        let cache = ColumnCache::new(4 << 20);
+        let text = |i: usize| {
+            Some(format!(
+                "arn:aws:iam::123456789012:role/role-{:06}",
+                i % 3000
+            ))
+        };
+        let a = text_chunks(24_000, text);
+        cache.insert(text_key("a", "userArn"), a.clone());
+        assert!(cache.text_ids(a[0].as_string_view()).is_some());
+        assert!(cache.used() <= 4 << 20);
+        // 3,000 texts of 40 bytes and their tables: past half a MiB, no more files get ids.
+        let b = text_chunks(24_000, |i| text(i + 3));
+        cache.insert(text_key("b", "userArn"), b.clone());
+        assert!(cache.text_ids(b[0].as_string_view()).is_none());
     }
 
     #[test]
