@@ -34,9 +34,9 @@ pub struct SourceArgs {
     endpoint: Option<String>,
 
     /// Memory for a dataset's decoded columns kept between statements (shell, or query with
-    /// --file), in MiB; 0 keeps none. The second question about the same days reads no file.
-    /// A query whose files are larger than half of it together (or one an eighth) reads them
-    /// directly.
+    /// --file), in MiB; 0 keeps none. The second question about the same days reads no file,
+    /// and counts and comparisons by text columns read their text ids. A query whose files are
+    /// larger than half of it together (or one an eighth) reads them directly.
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     cache_mb: usize,
 }
