@@ -884,7 +884,7 @@ mod tests {
     #[test]
     fn cached_text_columns_get_the_sessions_ids_of_their_texts() {
         let name = |i: usize| {
-            (i % 13 != 0)
+            (!i.is_multiple_of(13))
                 .then(|| ["GetObject", "DescribeInstanceInformation", "x"][i % 3].to_string())
         };
         let cache = ColumnCache::new(64 << 20);
