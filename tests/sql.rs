@@ -246,6 +246,15 @@ async fn explain(ctx: &SessionContext, sql: &str) -> String {
     }
 }
 
+/// The value of the first metric `name` in the text of an `EXPLAIN ANALYZE`.
+fn metric(analyzed: &str, name: &str) -> Option<String> {
+    analyzed
+        .split(&format!("{name}="))
+        .nth(1)
+        .and_then(|rest| rest.split([',', ']']).next())
+        .map(str::to_string)
+}
+
 /// The answer to `sql` as a printed table.
 async fn answer(ctx: &SessionContext, sql: &str) -> String {
     let batches = trailql_sql::sql(ctx, sql)
@@ -292,10 +301,7 @@ async fn the_column_cache_answers_as_parquet_does_and_reads_each_file_once() {
     assert!(!analyzed.contains("files_from_cache=0"), "{analyzed}");
     // A count of rows by one cached column reads the session's text ids, hashing no text.
     let analyzed = explain(&cached, &format!("EXPLAIN ANALYZE {}", queries[0])).await;
-    let counted = analyzed
-        .split("counted_by_id=")
-        .nth(1)
-        .and_then(|rest| rest.split([',', ']']).next());
+    let counted = metric(&analyzed, "counted_by_id");
     assert!(
         analyzed.contains("GroupCountExec") && counted.is_some_and(|n| n != "0"),
         "{analyzed}"
@@ -641,13 +647,6 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
     }
     let plan = explain(&cached, queries[7]).await;
     assert!(plan.contains("(by text id)"), "{plan}");
-    let metric = |analyzed: &str, name: &str| {
-        analyzed
-            .split(&format!("{name}="))
-            .nth(1)
-            .and_then(|rest| rest.split([',', ']']).next())
-            .map(str::to_string)
-    };
     // The filter is taken into the count, which counts the cached batches by their ids.
     let plan = explain(&cached, queries[1]).await;
     assert!(

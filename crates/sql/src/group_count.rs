@@ -468,6 +468,15 @@ impl PartitionStream for Started {
     }
 }
 
+/// The ids counted at least once in `counts` (indexed by id), with their counts.
+fn counted_ids(counts: &[i64]) -> impl Iterator<Item = (usize, i64)> + '_ {
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(id, &c)| (id, c))
+}
+
 /// Rows counted per text id of one column, for a count grouped by that column alone: one
 /// pass over the rows and no group table. (Counting rows of the same text in several lanes,
 /// so that an add need not wait for the last one's store, was measured: no gain.)
@@ -501,12 +510,8 @@ impl RowsByText {
 
     /// Each text id counted (`NULL_ID` for nulls) with its count; the counts start again.
     fn drain(&mut self) -> Vec<(u32, i64)> {
-        let mut counted: Vec<(u32, i64)> = self
-            .counts
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c > 0)
-            .map(|(id, &c)| (id as u32, c))
+        let mut counted: Vec<(u32, i64)> = counted_ids(&self.counts)
+            .map(|(id, c)| (id as u32, c))
             .collect();
         if self.nulls > 0 {
             counted.push((NULL_ID, self.nulls));
@@ -618,12 +623,8 @@ impl CachedCounts {
     /// Each group counted (its packed ids, 0 for a null) with its rows; the counts start
     /// again.
     fn drain(&mut self) -> Vec<(u128, i64)> {
-        let mut counted: Vec<(u128, i64)> = self
-            .counts
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c > 0)
-            .map(|(id, &c)| (id as u128, c))
+        let mut counted: Vec<(u128, i64)> = counted_ids(&self.counts)
+            .map(|(id, c)| (id as u128, c))
             .collect();
         counted.extend(self.keys.drain(..).zip(self.rows.drain(..)));
         self.counts.fill(0);
