@@ -264,6 +264,17 @@ impl ColumnCache {
             {
                 return None;
             }
+            // And its nulls, not others put over the same views.
+            let same_nulls = match (cached.nulls(), views.nulls()) {
+                (None, None) => true,
+                (Some(a), Some(b)) => {
+                    a.buffer().as_ptr() == b.buffer().as_ptr() && a.offset() + row == b.offset()
+                }
+                _ => false,
+            };
+            if !same_nulls {
+                return None;
+            }
             match &column.ids {
                 Ids::Made {
                     chunks,
@@ -935,6 +946,13 @@ mod tests {
             };
             assert!(cache.text_ids(&mixed).is_none());
         }
+        // Its views and buffers with other nulls: none.
+        let renulled = StringViewArray::new(
+            views.views().clone(),
+            views.data_buffers().to_vec(),
+            Some(arrow::buffer::NullBuffer::new_null(views.len())),
+        );
+        assert!(cache.text_ids(&renulled).is_none());
         // Dropped from the cache: its chunks are not found any more.
         cache.insert(text_key("a", "eventName"), text_chunks(10, name));
         assert!(cache.text_ids(a[0].as_string_view()).is_none());
