@@ -93,11 +93,10 @@ pub(crate) struct GroupCountExec {
     input: Arc<dyn ExecutionPlan>,
     groups: Vec<Arc<dyn PhysicalExpr>>,
     counts: Vec<Counted>,
-    /// The rows counted: those for which this holds, a filter taken in from below (a cached
-    /// scan's batches are then counted as they come, by their text ids), or all.
-    filter: Option<Arc<dyn PhysicalExpr>>,
-    /// The filter's plan, put back above the input when the count is handed over.
-    filter_exec: Option<Arc<dyn ExecutionPlan>>,
+    /// A filter taken in from below: only the rows its predicate holds for are counted (a
+    /// cached scan's batches are then counted as they come, by their text ids), and it is put
+    /// back above the input when the count is handed over.
+    filter: Option<Arc<dyn ExecutionPlan>>,
     /// The aggregation replaced, which takes over when texts are mostly distinct.
     aggregate: Arc<dyn ExecutionPlan>,
     /// Its display.
@@ -156,7 +155,7 @@ impl GroupCountExec {
             return None;
         }
         let mut input = agg.input().clone();
-        let (mut filter, mut filter_exec) = (None, None);
+        let mut filter = None;
         if let Some(below) = input.downcast_ref::<FilterExec>()
             && below.fetch().is_none()
             && below.input().downcast_ref::<CachedScanExec>().is_some()
@@ -170,15 +169,13 @@ impl GroupCountExec {
                     *group = Arc::new(Column::new(column.name(), index));
                 }
             }
-            filter = Some(below.predicate().clone());
-            filter_exec = Some(input.clone());
+            filter = Some(input.clone());
             input = below.input().clone();
         }
         Some(GroupCountExec {
             aggregate: plan.clone(),
             input,
             filter,
-            filter_exec,
             groups,
             counts,
             shown: datafusion::physical_plan::displayable(agg)
@@ -204,6 +201,16 @@ impl GroupCountExec {
     fn counts_rows_by_columns(&self) -> bool {
         counts_rows_by_columns(&self.groups, &self.counts)
     }
+
+    /// The predicate of the filter taken in.
+    fn predicate(&self) -> Option<&Arc<dyn PhysicalExpr>> {
+        Some(
+            self.filter
+                .as_ref()?
+                .downcast_ref::<FilterExec>()?
+                .predicate(),
+        )
+    }
 }
 
 impl DisplayAs for GroupCountExec {
@@ -216,7 +223,7 @@ impl DisplayAs for GroupCountExec {
                     "GroupCountExec: {}",
                     self.shown.trim_start_matches("AggregateExec: ")
                 )?;
-                match &self.filter {
+                match self.predicate() {
                     Some(predicate) => write!(f, ", filter={predicate}"),
                     None => Ok(()),
                 }
@@ -242,7 +249,7 @@ impl ExecutionPlan for GroupCountExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for expr in self.groups.iter().chain(&self.filter) {
+        for expr in self.groups.iter().chain(self.predicate()) {
             if f(expr)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
@@ -269,7 +276,6 @@ impl ExecutionPlan for GroupCountExec {
             aggregate: self.aggregate.clone(),
             input,
             filter: self.filter.clone(),
-            filter_exec: self.filter_exec.clone(),
             groups: self.groups.clone(),
             counts: self.counts.clone(),
             shown: self.shown.clone(),
@@ -304,12 +310,12 @@ impl ExecutionPlan for GroupCountExec {
                 counted,
             ));
         }
-        counter.filter = self.filter.clone();
+        counter.filter = self.predicate().cloned();
         let counter = Box::new(counter);
         let handover = HandOver {
             aggregate: self.aggregate.clone(),
             input: self.input.clone(),
-            filter: self.filter_exec.clone(),
+            filter: self.filter.clone(),
             partition,
             context,
         };
@@ -536,8 +542,8 @@ struct CachedCounts {
     group_ids: IdTable,
     keys: Vec<u128>,
     rows: Vec<i64>,
-    /// Groups held.
-    groups: usize,
+    /// One column: ids counted at least once.
+    counted_ids: usize,
 }
 
 impl CachedCounts {
@@ -550,8 +556,13 @@ impl CachedCounts {
             group_ids: IdTable::new(),
             keys: Vec::new(),
             rows: Vec::new(),
-            groups: 0,
+            counted_ids: 0,
         }
+    }
+
+    /// Groups held.
+    fn len(&self) -> usize {
+        self.counted_ids + self.keys.len()
     }
 
     /// Counts the rows of `columns` (those `selected`, or all) by their ids, if the cache has
@@ -588,7 +599,7 @@ impl CachedCounts {
                 None => ids.iter().for_each(|&id| count(id)),
                 Some(selected) => selected.set_indices().for_each(|row| count(ids[row])),
             }
-            self.groups += new;
+            self.counted_ids += new;
         } else {
             let key = |row: usize| {
                 ids.iter().enumerate().fold(0u128, |key, (c, t)| {
@@ -614,7 +625,6 @@ impl CachedCounts {
                 None => (0..rows).for_each(|row| count(key(row))),
                 Some(selected) => selected.set_indices().for_each(|row| count(key(row))),
             }
-            self.groups = self.keys.len();
         }
         self.counted.add(rows);
         true
@@ -629,7 +639,7 @@ impl CachedCounts {
         counted.extend(self.keys.drain(..).zip(self.rows.drain(..)));
         self.counts.fill(0);
         self.group_ids.clear();
-        self.groups = 0;
+        self.counted_ids = 0;
         counted
     }
 }
@@ -688,9 +698,9 @@ impl Counter {
     fn len(&self) -> usize {
         match &self.rows_by_text {
             Some(rows_by_text) => {
-                rows_by_text.len() + 1 + self.cached.as_ref().map_or(0, |c| c.groups)
+                rows_by_text.len() + 1 + self.cached.as_ref().map_or(0, CachedCounts::len)
             }
-            None => self.keys.len() + self.cached.as_ref().map_or(0, |c| c.groups),
+            None => self.keys.len() + self.cached.as_ref().map_or(0, CachedCounts::len),
         }
     }
 
