@@ -652,7 +652,7 @@ struct Counter {
     texts: Vec<Texts>,
     /// With several group columns: packed column ids (32 bits each) -> group.
     group_ids: IdTable,
-    /// With one group column: its text id (the last slot for null) -> group + 1, or 0.
+    /// With one group column: 1 + its text id (0 for null) -> group + 1, or 0.
     by_text: Vec<u32>,
     /// Per group: its packed column ids.
     keys: Vec<u128>,
@@ -774,13 +774,13 @@ impl Counter {
         }
         self.rows.clear();
         if let [texts] = self.texts.as_slice() {
-            // One column: its id picks the group from a dense table.
-            let null_slot = texts.len();
-            self.by_text.resize(null_slot + 1, 0);
+            // One column: its id picks the group from a dense table, nulls in the first slot
+            // (one that stays theirs as later batches bring new texts).
+            self.by_text.resize(texts.len() + 1, 0);
             for &key in &packed {
                 let slot = match key as u32 {
-                    NULL_ID => null_slot,
-                    id => id as usize,
+                    NULL_ID => 0,
+                    id => id as usize + 1,
                 };
                 let group = match self.by_text[slot] {
                     0 => {
@@ -899,7 +899,8 @@ mod tests {
     /// texts each whose pairs are all different (more groups than [`MAX_GROUPS`]); `s` long
     /// texts whose views are the same in every batch while the texts are not (each batch its
     /// own buffer); `d` short and long texts, each batch a slice of one array (as Parquet's
-    /// dictionary pages give them: the same buffer and views batch after batch).
+    /// dictionary pages give them: the same buffer and views batch after batch); `late` texts
+    /// with nulls, each batch one text more than the batch before.
     fn table() -> MemTable {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8View, true),
@@ -910,6 +911,7 @@ mod tests {
             Field::new("b", DataType::Utf8View, false),
             Field::new("s", DataType::Utf8View, false),
             Field::new("d", DataType::Utf8View, true),
+            Field::new("late", DataType::Utf8View, true),
         ]));
         let names = [
             "GetObject",
@@ -941,6 +943,9 @@ mod tests {
                 StringViewArray::from_iter_values(rows.clone().map(|i| format!("a{}", i % 300)));
             let b =
                 StringViewArray::from_iter_values(rows.clone().map(|i| format!("b{}", i / 300)));
+            let late = StringViewArray::from_iter(rows.clone().map(|i| {
+                (i % 5 != 0).then(|| format!("late-{}", (i - start) % (start / 8000 + 1)))
+            }));
             let s = StringViewArray::from_iter_values(rows.map(|i| match (i - start) % 4 {
                 0 | 1 => format!("role/batch-{:05}-{}", start + part, i % 2),
                 // 13 bytes: the shortest text a view does not hold.
@@ -957,6 +962,7 @@ mod tests {
                     Arc::new(b),
                     Arc::new(s),
                     d.slice(start, 8000),
+                    Arc::new(late),
                 ],
             )
             .unwrap()
@@ -997,6 +1003,8 @@ mod tests {
             "SELECT count(*), sum(c) FROM (SELECT a, b, count(*) AS c FROM t GROUP BY a, b)",
             "SELECT s, count(*) FROM t GROUP BY s ORDER BY s",
             "SELECT d, count(*), count(d) FROM t GROUP BY d ORDER BY d",
+            // Texts new to later batches than the first null.
+            "SELECT late, count(*), count(late) FROM t GROUP BY late ORDER BY late",
             // Only rows counted, by one column: counted per text id in one pass.
             "SELECT k, count(*) FROM t GROUP BY k ORDER BY k",
             "SELECT d, count(*), count(1) FROM t GROUP BY d ORDER BY d",
