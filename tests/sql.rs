@@ -677,3 +677,220 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
         "{analyzed}"
     );
 }
+
+/// Random draws for generated queries, the same for a seed.
+struct Draw(rand_chacha::ChaCha8Rng);
+
+impl Draw {
+    fn below(&mut self, n: usize) -> usize {
+        use rand::Rng;
+        self.0.random_range(0..n)
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// Stock DataFusion over a converted dataset's Parquet files: none of trailql's plans (column
+/// cache, counts by text, comparisons by id, JSON filters), identifiers kept in their case, the
+/// JSON functions (row by row) and PostgreSQL's precedence of `->>`, as trailql has them.
+async fn stock_datafusion(dataset: &Path) -> SessionContext {
+    use datafusion::prelude::{ParquetReadOptions, SessionConfig};
+    let mut config = SessionConfig::new().with_target_partitions(2);
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+    let mut ctx = SessionContext::new_with_config(config);
+    datafusion_functions_json::register_all(&mut ctx).unwrap();
+    let options = ParquetReadOptions::default()
+        .table_partition_cols(vec![("date".to_string(), arrow::datatypes::DataType::Utf8)]);
+    ctx.register_parquet("cloudtrail", dataset.display().to_string(), options)
+        .await
+        .expect("register the dataset's Parquet files");
+    ctx
+}
+
+/// Generated counts, filters and group-bys over a generated archive: trailql's answers, through
+/// the column cache cold and warm and without it (and over the raw archive, for some), are stock
+/// DataFusion's over the same Parquet files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_queries_answer_as_stock_datafusion_does() {
+    let archive = tempfile::tempdir().unwrap();
+    let templates = data_dir().display().to_string();
+    let archive_dir = archive.path().display().to_string();
+    // Days of 15,000 events: each file's columns come in several batches, and later batches
+    // bring texts the first did not hold.
+    let generate = trailql(&[
+        "generate",
+        &archive_dir,
+        "--events",
+        "45000",
+        "--days",
+        "3",
+        "--seed",
+        "7",
+        "--templates",
+        &templates,
+    ]);
+    assert_eq!(generate.status.code(), Some(0), "{}", stderr(&generate));
+    let (run, dataset) = convert(&[archive.path()], &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let stock = stock_datafusion(dataset.path()).await;
+    let plain = context(dataset.path()).await;
+    let cached = context_with_cache(dataset.path(), 256 << 20).await;
+    let raw = context(archive.path()).await;
+
+    // Literals: texts each column holds, and texts it does not.
+    let filtered = [
+        "eventName",
+        "eventSource",
+        "awsRegion",
+        "errorCode",
+        "eventType",
+        "recipientAccountId",
+        "eventVersion",
+        "sourceIPAddress",
+        "userAgent",
+        "date",
+        "userIdentity.type",
+        "userIdentity.arn",
+        "requestParameters->>'bucketName'",
+        "requestParameters->>'roleArn'",
+        "additionalEventData->>'MFAUsed'",
+    ];
+    let mut literals = Vec::new();
+    for column in filtered {
+        let sql = format!(
+            "SELECT {column} FROM cloudtrail WHERE {column} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 4"
+        );
+        let batches = stock.sql(&sql).await.unwrap().collect().await.unwrap();
+        let mut texts: Vec<String> = vec![
+            String::new(),
+            "NoSuchText".into(),
+            "a text no column holds, longer than a view".into(),
+        ];
+        for batch in &batches {
+            let formatter =
+                ArrayFormatter::try_new(batch.column(0), &FormatOptions::default()).unwrap();
+            texts.extend((0..batch.num_rows()).map(|row| formatter.value(row).to_string()));
+        }
+        assert!(texts.len() > 4, "{column} holds no text");
+        literals.push((column, texts));
+    }
+    let mut draw = Draw(rand::SeedableRng::seed_from_u64(7));
+    let predicate = |draw: &mut Draw| {
+        let (column, texts) = draw.pick(&literals);
+        let mut text = || format!("'{}'", draw.pick(texts).replace('\'', "''"));
+        let (a, b) = (text(), text());
+        match draw.below(9) {
+            0 => format!("{column} = {a}"),
+            1 => format!("{column} <> {a}"),
+            2 => format!("{a} = {column}"),
+            3 => format!("{column} IS NULL"),
+            4 => format!("{column} IS NOT NULL"),
+            5 => format!("{column} IN ({a}, {b})"),
+            6 => format!("NOT ({column} = {a})"),
+            7 => format!(
+                "{column} LIKE {}",
+                draw.pick(&["'%e%'", "'arn:%'", "'A%'", "'%-1'"])
+            ),
+            _ => format!(
+                "eventTime >= TIMESTAMP '2024-03-0{}T{:02}:00:00Z'",
+                1 + draw.below(3),
+                draw.below(24)
+            ),
+        }
+    };
+    let grouped = [
+        "eventName",
+        "eventSource",
+        "awsRegion",
+        "errorCode",
+        "eventType",
+        "recipientAccountId",
+        "sessionCredentialFromConsole",
+        "readOnly",
+        "date",
+        "userIdentity.type",
+        "sourceIPAddress",
+    ];
+    let aggregates = [
+        "count(*)",
+        "count(errorCode)",
+        "count(1)",
+        "count(DISTINCT awsRegion)",
+        "min(eventTime)",
+        "max(eventName)",
+        "sum(CASE WHEN readOnly THEN 1 ELSE 0 END)",
+    ];
+    let mut queries = Vec::new();
+    for _ in 0..200 {
+        let filters: Vec<String> = (0..draw.below(4))
+            .map(|_| format!("({})", predicate(&mut draw)))
+            .collect();
+        let joined = filters.join(*draw.pick(&[" AND ", " OR "]));
+        let filter = if joined.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {joined}")
+        };
+        let sql = if draw.below(4) == 0 {
+            format!("SELECT count(*) AS n FROM cloudtrail{filter}")
+        } else {
+            let mut groups: Vec<&str> = Vec::new();
+            for _ in 0..*draw.pick(&[1, 1, 2, 3]) {
+                let group = *draw.pick(&grouped);
+                if !groups.contains(&group) {
+                    groups.push(group);
+                }
+            }
+            let counts: Vec<String> = (0..1 + draw.below(2))
+                .map(|i| format!("{} AS a{i}", draw.pick(&aggregates)))
+                .collect();
+            let having = if draw.below(5) == 0 {
+                " HAVING count(*) > 5"
+            } else {
+                ""
+            };
+            let columns = groups.len() + counts.len();
+            let order: Vec<String> = (1..=columns).map(|c| c.to_string()).collect();
+            format!(
+                "SELECT {}, {} FROM cloudtrail{filter} GROUP BY {}{having} ORDER BY {}",
+                groups.join(", "),
+                counts.join(", "),
+                groups.join(", "),
+                order.join(", ")
+            )
+        };
+        queries.push(sql);
+    }
+    let mut answered = 0;
+    // How many plans took each of trailql's own paths.
+    let mut paths = [
+        ("CachedScanExec", 0),
+        ("GroupCountExec", 0),
+        ("(by text id)", 0),
+        ("json_as_text_in", 0),
+    ];
+    for (i, sql) in queries.iter().enumerate() {
+        let batches = stock.sql(sql).await.unwrap().collect().await.unwrap();
+        let expected = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        answered += usize::from(batches.iter().any(|b| b.num_rows() > 0));
+        assert_eq!(answer(&plain, sql).await, expected, "no cache: {sql}");
+        // The raw table has no partition columns.
+        if i % 8 == 0 && !sql.contains("date") {
+            assert_eq!(answer(&raw, sql).await, expected, "raw archive: {sql}");
+        }
+        for run in ["cold", "warm", "warm again"] {
+            assert_eq!(answer(&cached, sql).await, expected, "{run}: {sql}");
+        }
+        let plan = explain(&cached, sql).await;
+        for (path, plans) in &mut paths {
+            *plans += usize::from(plan.contains(*path));
+        }
+    }
+    assert!(answered > 150, "{answered} of 200 queries answered rows");
+    assert!(paths.iter().all(|(_, plans)| *plans >= 10), "{paths:?}");
+}
