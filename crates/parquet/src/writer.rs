@@ -390,12 +390,14 @@ enum Source<'a> {
     Text {
         arrays: Vec<&'a StringArray>,
         buffers: Vec<Buffer>,
+        nulls: Nulls,
     },
     /// A struct column: its validity gathered, its fields gathered each as its own source.
     Struct {
         arrays: Vec<&'a StructArray>,
         fields: Fields,
         children: Vec<Source<'a>>,
+        nulls: Nulls,
     },
     /// Any other column (timestamps, booleans, lists): copied by `interleave`.
     Other(Vec<&'a dyn Array>),
@@ -410,6 +412,7 @@ impl<'a> Source<'a> {
         {
             return Source::Text {
                 buffers: arrays.iter().map(|a| a.values().clone()).collect(),
+                nulls: Nulls::of(arrays.iter().map(|a| a as &dyn Array)),
                 arrays,
             };
         }
@@ -424,6 +427,7 @@ impl<'a> Source<'a> {
                 .collect();
             return Source::Struct {
                 fields: view_fields(first.fields()),
+                nulls: Nulls::of(arrays.iter().map(|a| a as &dyn Array)),
                 arrays,
                 children,
             };
@@ -439,10 +443,17 @@ impl<'a> Source<'a> {
                 arrays,
                 fields,
                 children,
+                nulls: any_nulls,
             } => {
                 let mut nulls = NullBufferBuilder::new(indices.len());
-                for &(b, row) in indices {
-                    nulls.append(arrays[b].is_valid(row));
+                match any_nulls {
+                    Nulls::None => {}
+                    Nulls::All => nulls.append_n_nulls(indices.len()),
+                    Nulls::Some => {
+                        for &(b, row) in indices {
+                            nulls.append(arrays[b].is_valid(row));
+                        }
+                    }
                 }
                 let columns = children
                     .iter()
@@ -454,20 +465,34 @@ impl<'a> Source<'a> {
                     nulls.finish(),
                 )?))
             }
-            Source::Text { arrays, buffers } => {
+            Source::Text { nulls: Nulls::All, .. } => {
+                Ok(Arc::new(StringViewArray::new_null(indices.len())))
+            }
+            Source::Text {
+                arrays,
+                buffers,
+                nulls: any_nulls,
+            } => {
                 let mut views = Vec::with_capacity(indices.len());
                 let mut nulls = NullBufferBuilder::new(indices.len());
-                for &(b, row) in indices {
+                let view_of = |b: usize, row: usize| {
                     let array = arrays[b];
-                    if array.is_null(row) {
-                        views.push(0u128);
-                        nulls.append_null();
-                        continue;
-                    }
                     let offsets = array.value_offsets();
                     let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-                    views.push(view(array.values(), start, end, b as u32));
-                    nulls.append_non_null();
+                    view(array.values(), start, end, b as u32)
+                };
+                if let Nulls::None = any_nulls {
+                    views.extend(indices.iter().map(|&(b, row)| view_of(b, row)));
+                } else {
+                    for &(b, row) in indices {
+                        if arrays[b].is_null(row) {
+                            views.push(0u128);
+                            nulls.append_null();
+                        } else {
+                            views.push(view_of(b, row));
+                            nulls.append_non_null();
+                        }
+                    }
                 }
                 // SAFETY: each view is made by `view` from a valid string of `arrays[b]`,
                 // whose value buffer is `buffers[b]`, at its own offset in that buffer (below
@@ -477,6 +502,26 @@ impl<'a> Source<'a> {
                 };
                 Ok(Arc::new(array))
             }
+        }
+    }
+}
+
+/// Which rows of a column's batches are null: a column no event of a file has (many of the
+/// schema's) is gathered as nulls without a look at its rows.
+enum Nulls {
+    None,
+    Some,
+    All,
+}
+
+impl Nulls {
+    fn of<'a>(arrays: impl Iterator<Item = &'a dyn Array> + Clone) -> Self {
+        if arrays.clone().all(|a| a.null_count() == 0) {
+            Nulls::None
+        } else if arrays.into_iter().all(|a| a.null_count() == a.len()) {
+            Nulls::All
+        } else {
+            Nulls::Some
         }
     }
 }
