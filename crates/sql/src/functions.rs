@@ -43,7 +43,7 @@ pub const FUNCTIONS: &[(&str, &str, &str)] = &[
     (
         "ip_in_cidr",
         "ip_in_cidr(ip, cidr) -> boolean",
-        "whether an IP address lies in a CIDR range (IPv4 or IPv6); false for service names such as 'AWS Internal'",
+        "whether an IP address lies in a CIDR range (IPv4 or IPv6); false for service names such as 'AWS Internal'; a range that is none is an error",
     ),
     (
         "is_ip",
@@ -141,7 +141,24 @@ fn arn_part(arn: &str, n: usize) -> Option<&str> {
     parts.nth(n - 1)
 }
 
+/// A range as `ip_in_cidr` takes it: `a.b.c.d/n`, an IPv6 range, or one address.
+fn ip_range(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
 fn ip_in_cidr(args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    // A range written in the query that is none is a mistake to point out, not a reason to
+    // answer "no" for every row; a column of ranges may hold a bad one (false for that row).
+    if let ColumnarValue::Scalar(range) = &args[1]
+        && let Some(Some(text)) = range.try_as_str()
+        && ip_range(text).is_none()
+    {
+        return Err(datafusion::error::DataFusionError::Execution(format!(
+            "ip_in_cidr: '{text}' is not an IP range (such as 10.0.0.0/8 or 2001:db8::/32) or address"
+        )));
+    }
     let n = rows(args);
     let (ips, cidrs) = (utf8(&args[0], n)?, utf8(&args[1], n)?);
     let mut last: Option<(String, Option<IpNet>)> = None;
@@ -154,10 +171,7 @@ fn ip_in_cidr(args: &[ColumnarValue]) -> Result<ColumnarValue> {
             let net = match &last {
                 Some((text, net)) if text == cidr => *net,
                 _ => {
-                    let net = cidr
-                        .parse::<IpNet>()
-                        .ok()
-                        .or_else(|| cidr.parse::<IpAddr>().ok().map(IpNet::from));
+                    let net = ip_range(cidr);
                     last = Some((cidr.to_string(), net));
                     net
                 }
