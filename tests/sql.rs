@@ -572,9 +572,10 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
     use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use std::sync::Arc;
-    // Two files of 80,000 rows (a partition each, more rows than are judged before handing a
+    // Two files of 80,000 and 80,001 rows (a partition each, more rows than are judged before handing a
     // count of mostly distinct texts over to DataFusion): few names, with nulls; an error
-    // code in one row of five; an address of its own per row.
+    // code in one row of five; an address of its own per row; 6,154 user agents, a new one every
+    // 13 rows (more ids than are counted in lanes).
     let dir = tempfile::tempdir().unwrap();
     let schema = Arc::new(Schema::new(vec![
         Field::new(
@@ -585,6 +586,7 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
         Field::new("eventName", DataType::Utf8, true),
         Field::new("errorCode", DataType::Utf8, true),
         Field::new("sourceIPAddress", DataType::Utf8, true),
+        Field::new("userAgent", DataType::Utf8, true),
     ]));
     let names = [
         "GetObject",
@@ -599,7 +601,8 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
     for (file, day) in ["2024-03-01", "2024-03-02"].iter().enumerate() {
         let folder = dir.path().join(format!("date={day}"));
         std::fs::create_dir_all(&folder).unwrap();
-        let rows = 0..80_000usize;
+        // The second file one row longer: its batches end in a row the lanes do not fill.
+        let rows = 0..80_000 + file;
         let start = 1_709_251_200_000_000i64 + file as i64 * 86_400_000_000;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(
@@ -613,7 +616,11 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
                 (i % 5 == 0).then(|| ["AccessDenied", "ThrottlingException", "NoSuchKey"][i % 3])
             }))),
             Arc::new(StringArray::from_iter_values(
-                rows.map(|i| format!("10.{file}.{}.{}", i / 256, i % 256)),
+                rows.clone()
+                    .map(|i| format!("10.{file}.{}.{}", i / 256, i % 256)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.map(|i| format!("aws-cli/2.{}", i / 13)),
             )),
         ];
         let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), columns).unwrap();
@@ -638,6 +645,8 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
         "SELECT count(*), count(eventName) FROM cloudtrail WHERE NOT (eventName = 'GetObject')",
         "SELECT eventTime, eventName, errorCode FROM cloudtrail WHERE 'Decrypt' = eventName OR errorCode = 'NoSuchKey' ORDER BY eventTime LIMIT 5",
         "SELECT count(*) FROM cloudtrail WHERE eventName = 'NoSuchEvent' OR sourceIPAddress = '10.1.2.3'",
+        "SELECT userAgent, count(*) FROM cloudtrail GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
+        "SELECT count(*), sum(c) FROM (SELECT userAgent, count(*) AS c FROM cloudtrail GROUP BY 1)",
     ];
     for sql in queries {
         let expected = answer(&plain, sql).await;
@@ -647,6 +656,13 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
     }
     let plan = explain(&cached, queries[7]).await;
     assert!(plan.contains("(by text id)"), "{plan}");
+    // 6,154 user agents are counted by id too (not in lanes: too many).
+    let analyzed = explain(&cached, &format!("EXPLAIN ANALYZE {}", queries[11])).await;
+    assert_eq!(
+        metric(&analyzed, "counted_by_id").as_deref(),
+        Some("160.0 K"),
+        "{analyzed}"
+    );
     // The filter is taken into the count, which counts the cached batches by their ids.
     let plan = explain(&cached, queries[1]).await;
     assert!(

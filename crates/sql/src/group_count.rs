@@ -50,6 +50,10 @@ use crate::texts::{IdTable, NULL_ID, Texts};
 /// memory bounded when the text is nearly unique per row.
 const MAX_GROUPS: usize = 1 << 16;
 
+/// Lanes of the counts of a column of few ids ([`CachedCounts`]), and the most ids counted so.
+const LANES: usize = 4;
+const MAX_LANED_IDS: usize = 1 << 12;
+
 /// Puts [`GroupCountExec`] in place of each partial aggregation it can do.
 #[derive(Debug, Default)]
 pub(crate) struct GroupCountRule;
@@ -538,6 +542,9 @@ struct CachedCounts {
     texts: Vec<Option<Arc<ColumnTexts>>>,
     /// One column: rows per id (0: nulls).
     counts: Vec<i64>,
+    /// One column of few ids, all rows: rows per id in [`LANES`] lanes (`id * LANES + lane`),
+    /// added to `counts` when drained.
+    lanes: Vec<i64>,
     /// Several columns: packed ids (32 bits a column) -> group; per group, its key and rows.
     group_ids: IdTable,
     keys: Vec<u128>,
@@ -553,6 +560,7 @@ impl CachedCounts {
             counted,
             texts: vec![None; columns],
             counts: Vec::new(),
+            lanes: Vec::new(),
             group_ids: IdTable::new(),
             keys: Vec::new(),
             rows: Vec::new(),
@@ -584,7 +592,27 @@ impl CachedCounts {
             Some(selected) => selected.count_set_bits(),
             None => columns.first().map_or(0, |c| c.len()),
         };
-        if let [TextIds { ids, bound, .. }] = ids.as_slice() {
+        if let ([TextIds { ids, bound, .. }], None) = (ids.as_slice(), selected)
+            && *bound <= MAX_LANED_IDS
+        {
+            // Rows of the same text follow each other, and an add to a count waits for the
+            // last add's store: consecutive rows go to different lanes.
+            if self.lanes.len() < *bound * LANES {
+                self.lanes.resize(*bound * LANES, 0);
+            }
+            let lanes = &mut self.lanes[..*bound * LANES];
+            let mut rows = ids.chunks_exact(LANES);
+            for row in &mut rows {
+                for (lane, &id) in row.iter().enumerate() {
+                    lanes[id as usize * LANES + lane] += 1;
+                }
+            }
+            for &id in rows.remainder() {
+                lanes[id as usize * LANES] += 1;
+            }
+            // At most `bound` ids counted: fewer than a hand-on's worth of groups.
+            self.counted_ids = self.counted_ids.max(*bound);
+        } else if let [TextIds { ids, bound, .. }] = ids.as_slice() {
             if self.counts.len() < *bound {
                 self.counts.resize(*bound, 0);
             }
@@ -633,6 +661,13 @@ impl CachedCounts {
     /// Each group counted (its packed ids, 0 for a null) with its rows; the counts start
     /// again.
     fn drain(&mut self) -> Vec<(u128, i64)> {
+        if self.counts.len() * LANES < self.lanes.len() {
+            self.counts.resize(self.lanes.len() / LANES, 0);
+        }
+        for (count, lanes) in self.counts.iter_mut().zip(self.lanes.chunks_exact(LANES)) {
+            *count += lanes.iter().sum::<i64>();
+        }
+        self.lanes.fill(0);
         let mut counted: Vec<(u128, i64)> = counted_ids(&self.counts)
             .map(|(id, c)| (id as u128, c))
             .collect();
