@@ -237,13 +237,14 @@ fn parquet_files(root: &Path) -> usize {
         .sum()
 }
 
-/// The text of `EXPLAIN sql` (or of `sql` itself if it is an EXPLAIN).
+/// The text of `EXPLAIN sql`.
 async fn explain(ctx: &SessionContext, sql: &str) -> String {
-    if sql.starts_with("EXPLAIN") {
-        answer(ctx, sql).await
-    } else {
-        answer(ctx, &format!("EXPLAIN {sql}")).await
-    }
+    answer(ctx, &format!("EXPLAIN {sql}")).await
+}
+
+/// The plan of `sql` run, with its metrics (`EXPLAIN ANALYZE sql`).
+async fn analyze(ctx: &SessionContext, sql: &str) -> String {
+    answer(ctx, &format!("EXPLAIN ANALYZE {sql}")).await
 }
 
 /// The value of the first metric `name` in the text of an `EXPLAIN ANALYZE`.
@@ -295,12 +296,12 @@ async fn the_column_cache_answers_as_parquet_does_and_reads_each_file_once() {
         assert_eq!(answer(&cached, sql).await, expected, "warm: {sql}");
     }
     // Asked again, a question reads no file: every one comes from the cache.
-    let analyzed = explain(&cached, &format!("EXPLAIN ANALYZE {}", queries[3])).await;
+    let analyzed = analyze(&cached, queries[3]).await;
     assert!(analyzed.contains("CachedScanExec"), "{analyzed}");
     assert!(analyzed.contains("files_read=0"), "{analyzed}");
     assert!(!analyzed.contains("files_from_cache=0"), "{analyzed}");
     // A count of rows by one cached column reads the session's text ids, hashing no text.
-    let analyzed = explain(&cached, &format!("EXPLAIN ANALYZE {}", queries[0])).await;
+    let analyzed = analyze(&cached, queries[0]).await;
     let counted = metric(&analyzed, "counted_by_id");
     assert!(
         analyzed.contains("GroupCountExec") && counted.is_some_and(|n| n != "0"),
@@ -310,7 +311,7 @@ async fn the_column_cache_answers_as_parquet_does_and_reads_each_file_once() {
     let fresh = context_with_cache(dataset.path(), 64 << 20).await;
     let files = parquet_files(dataset.path());
     assert!(files > 1, "{files} files");
-    let analyzed = explain(&fresh, &format!("EXPLAIN ANALYZE {}", queries[0])).await;
+    let analyzed = analyze(&fresh, queries[0]).await;
     assert!(
         analyzed.contains(&format!("files_read={files}")),
         "{analyzed}"
@@ -657,7 +658,7 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
     let plan = explain(&cached, queries[7]).await;
     assert!(plan.contains("(by text id)"), "{plan}");
     // 6,154 user agents are counted by id too (not in lanes: too many).
-    let analyzed = explain(&cached, &format!("EXPLAIN ANALYZE {}", queries[11])).await;
+    let analyzed = analyze(&cached, queries[11]).await;
     assert_eq!(
         metric(&analyzed, "counted_by_id").as_deref(),
         Some("160.0 K"),
@@ -669,7 +670,7 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
         plan.contains("filter=errorCode@") && !plan.contains("FilterExec"),
         "{plan}"
     );
-    let analyzed = explain(&cached, &format!("EXPLAIN ANALYZE {}", queries[1])).await;
+    let analyzed = analyze(&cached, queries[1]).await;
     assert_eq!(
         metric(&analyzed, "counted_by_id").as_deref(),
         Some("32.00 K"),
@@ -681,7 +682,7 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
         plan.contains("filter=eventName@") && !plan.contains("FilterExec"),
         "{plan}"
     );
-    let analyzed = explain(&cached, &format!("EXPLAIN ANALYZE {}", queries[3])).await;
+    let analyzed = analyze(&cached, queries[3]).await;
     assert_eq!(
         metric(&analyzed, "handed_over").as_deref(),
         Some("2"),
