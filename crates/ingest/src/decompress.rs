@@ -103,15 +103,20 @@ impl Inflater {
             loop {
                 let start = out.len();
                 let room = want.min(limit.saturating_sub(start));
-                out.resize(start + room, 0);
+                // Inflated into the spare capacity as it is: zeroing it first cost a pass
+                // over every byte of the output (2% of a conversion's instructions).
+                out.reserve(room);
                 let (mut used_in, mut used_out) = (0usize, 0usize);
-                // SAFETY: the pointers and lengths describe live, non-overlapping buffers.
+                // SAFETY: the pointers and lengths describe live, non-overlapping buffers, and
+                // `room` bytes of spare capacity were reserved. What the spare capacity held
+                // does not matter: libdeflate's output depends on its input only (its own
+                // gzip tool inflates into fresh `malloc`ed memory).
                 let ret = unsafe {
                     sys::libdeflate_gzip_decompress_ex(
                         self.raw.as_ptr(),
                         member.as_ptr().cast(),
                         member.len(),
-                        out[start..].as_mut_ptr().cast(),
+                        out.spare_capacity_mut().as_mut_ptr().cast(),
                         room,
                         &mut used_in,
                         &mut used_out,
@@ -119,7 +124,8 @@ impl Inflater {
                 };
                 match ret {
                     sys::libdeflate_result_LIBDEFLATE_SUCCESS => {
-                        out.truncate(start + used_out);
+                        // SAFETY: libdeflate wrote `used_out <= room` bytes after `start`.
+                        unsafe { out.set_len(start + used_out) };
                         pos += used_in;
                         break;
                     }
