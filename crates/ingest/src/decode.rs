@@ -211,8 +211,8 @@ impl Decoder {
             record: None,
             offset: base + at,
             reason: format!(
-                "{reason}; kept the {} complete records it still holds",
-                decoded.records - before
+                "{reason}; kept the {} it still holds",
+                crate::error::complete_records(decoded.records - before)
             ),
         });
         Ok(())
@@ -304,10 +304,7 @@ impl Decoder {
             }
         };
         let result = match parsed {
-            Err(e) => Err(DocError::Json {
-                offset: e.index(),
-                reason: format!("{:?}", e.error()),
-            }),
+            Err(e) => Err(json_error(src, &e)),
             Ok(()) => {
                 let mut walk = Walk {
                     file,
@@ -354,6 +351,94 @@ impl DocError {
             },
         }
     }
+}
+
+/// simd-json's error as the place and the plain words a reader needs to find it: where the
+/// bad byte is (simd-json points string and UTF-8 errors at the document's start), what is
+/// wrong, and the text around it.
+fn json_error(src: &[u8], e: &simd_json::Error) -> DocError {
+    let from = e.index().min(src.len());
+    let (offset, what) = match e.error() {
+        ErrorType::InvalidUtf8 => (
+            std::str::from_utf8(src)
+                .err()
+                .map_or(from, |u| u.valid_up_to()),
+            "invalid UTF-8".to_string(),
+        ),
+        ErrorType::InvalidEscape | ErrorType::InvalidUnicodeEscape => {
+            let at = bad_escape(&src[from..]).map(|at| from + at);
+            (
+                at.or_else(|| bad_escape(src)).unwrap_or(from),
+                "invalid escape in a string".to_string(),
+            )
+        }
+        ErrorType::InvalidUnicodeCodepoint => {
+            (from, "invalid \\u escape (a lone surrogate?)".into())
+        }
+        ErrorType::InvalidNumber | ErrorType::InvalidExponent => (from, "invalid number".into()),
+        ErrorType::ExpectedTrue | ErrorType::ExpectedFalse | ErrorType::ExpectedNull => {
+            (from, "invalid literal (not true, false or null)".into())
+        }
+        ErrorType::ExpectedObjectContent
+        | ErrorType::ExpectedObjectKey
+        | ErrorType::ExpectedObjectColon
+        | ErrorType::ExpectedMapComma
+        | ErrorType::ExpectedMapEnd
+        | ErrorType::KeyMustBeAString => (
+            from,
+            "malformed object (a key, ':', ',' or '}' expected)".into(),
+        ),
+        ErrorType::ExpectedArrayContent | ErrorType::ExpectedArrayComma => {
+            (from, "malformed array (',' or ']' expected)".into())
+        }
+        ErrorType::UnterminatedString => (from, "unterminated string".into()),
+        ErrorType::Eof => (
+            src.len(),
+            "the document ends before its last value is complete".into(),
+        ),
+        ErrorType::TrailingData | ErrorType::InternalError => {
+            (from, "malformed JSON (text after a complete value?)".into())
+        }
+        ErrorType::DepthLimitExceeded => (from, "nested too deeply".into()),
+        ErrorType::InputTooLarge => (0, "a document of 4 GiB or more".into()),
+        other => (from, format!("{other:?}")),
+    };
+    DocError::Json {
+        offset,
+        reason: format!("{what} near `{}`", snippet(src, offset)),
+    }
+}
+
+/// The offset of the first backslash in `text` that starts no valid JSON escape.
+fn bad_escape(text: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(at) = memchr::memchr(b'\\', &text[i..]) {
+        let at = i + at;
+        match text.get(at + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i = at + 2,
+            Some(b'u')
+                if text.len() >= at + 6
+                    && text[at + 2..at + 6].iter().all(u8::is_ascii_hexdigit) =>
+            {
+                i = at + 6
+            }
+            _ => return Some(at),
+        }
+    }
+    None
+}
+
+/// About 30 bytes of `src` around `at`, on one line, for an error message.
+fn snippet(src: &[u8], at: usize) -> String {
+    let (a, b) = (
+        at.saturating_sub(20).min(src.len()),
+        (at + 12).min(src.len()),
+    );
+    String::from_utf8_lossy(&src[a..b])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .replace('`', "'")
 }
 
 fn trim_start(data: &[u8]) -> &[u8] {
@@ -1534,8 +1619,54 @@ mod tests {
         assert_eq!(names, ["A", "B", "C", "D"]);
         assert_eq!(d.record_errors.len(), 1);
         let damage = d.record_errors[0].to_string();
-        assert!(damage.contains("kept the 1 complete records"), "{damage}");
+        assert!(damage.contains("kept the 1 complete record it"), "{damage}");
         assert_eq!(documents(text.as_bytes()).0.len(), 2);
+    }
+
+    #[test]
+    fn a_json_error_names_the_bad_byte_in_plain_words_with_the_text_around_it() {
+        let good = r#"{"eventName":"A","eventID":"1"}"#;
+        let cases: [(&[u8], &str, &str); 4] = [
+            (br#""a\qb""#, "invalid escape in a string", r#"\qb"#),
+            (b"\"Bad\xff\"", "invalid UTF-8", "Bad"),
+            (b"tru", "invalid literal", "tru"),
+            (b"01", "invalid number", "01"),
+        ];
+        for (value, words, near) in cases {
+            let bad = [br#"{"eventName":"B","x":"#.as_slice(), value, b"}"].concat();
+            let text = [br#"{"Records":["#, good.as_bytes(), b",", &bad, b"]}"].concat();
+            let mut out = BatchBuilder::new(16);
+            let d = Decoder::new()
+                .decode_file("t.json", &text, &mut out)
+                .unwrap();
+            assert_eq!(d.records, 1, "the good record is kept");
+            let IngestError::InvalidJson {
+                record: Some(1),
+                offset,
+                reason,
+                ..
+            } = &d.record_errors[0]
+            else {
+                panic!("{:?}", d.record_errors);
+            };
+            // The offset is the file's byte where the value goes wrong, not its record's start.
+            let value_at = text.len() - 3 - value.len();
+            assert!(
+                (value_at..value_at + value.len()).contains(offset),
+                "{words}: byte {offset}, value at {value_at}"
+            );
+            assert!(reason.starts_with(words), "{reason}");
+            assert!(reason.contains(near), "{reason}");
+        }
+        let mut out = BatchBuilder::new(16);
+        let trailing = format!(r#"{{"Records":[{good}]}} trailing"#);
+        let d = Decoder::new()
+            .decode_file("t.json", trailing.as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(d.records, 1);
+        let damage = d.record_errors[0].to_string();
+        assert!(damage.contains("text after a complete value"), "{damage}");
+        assert!(damage.contains("}]} trailing"), "{damage}");
     }
 
     #[test]

@@ -9,7 +9,8 @@ pub enum IngestError {
     Read { file: String, reason: String },
     /// The gzip data is truncated or corrupt.
     #[error(
-        "{file}: corrupt or truncated gzip data ({reason}); {salvaged} complete records before the damage were kept"
+        "{file}: corrupt or truncated gzip data ({reason}); kept the {} before the damage",
+        complete_records(*.salvaged)
     )]
     Gzip {
         file: String,
@@ -40,6 +41,14 @@ pub enum IngestError {
         record: Option<usize>,
         reason: String,
     },
+}
+
+/// "1 complete record", "2 complete records".
+pub(crate) fn complete_records(n: usize) -> String {
+    match n {
+        1 => "1 complete record".into(),
+        n => format!("{n} complete records"),
+    }
 }
 
 fn record_suffix(record: Option<usize>) -> String {
