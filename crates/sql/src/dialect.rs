@@ -1,49 +1,320 @@
-//! What trailql's SQL accepts beyond DataFusion's parser and planner: a field named with a dot
-//! after a subscript, `resources[1].ARN`, as PostgreSQL, DuckDB and Athena accept it (DataFusion
-//! plans `resources[1]['ARN']` and `resources[1].'ARN'` only). The name after the subscript is
-//! made a quoted string before planning.
+//! What trailql's SQL accepts beyond DataFusion's parser and planner, as Athena, PostgreSQL and
+//! DuckDB users write it. Each is a rewrite of the parsed statement before planning:
+//!
+//! - **Names in any case**, as Athena takes them: `eventname`, `useridentity.sessioncontext.
+//!   sessionissuer.username`, `resources[1].arn`. An unquoted name that is no column's (or
+//!   field's) but one column's in another case is written as that column's; names written in
+//!   their own case, and quoted names, are left as they are.
+//! - **Athena's JSON functions**: `json_extract_scalar(json, '$.a.b[0]')` is `json_as_text(json,
+//!   'a', 'b', 0)`, `json_extract(json, '$.a')` is `json_get_json(json, 'a')`.
+//! - **Athena's `from_iso8601_timestamp(eventtime)`** is `eventTime` (a timestamp here, text in
+//!   Athena's table), and `to_timestamp(text)` for text.
+//! - **A field named with a dot after a subscript**, `resources[1].ARN` (DataFusion plans
+//!   `resources[1]['ARN']` and `resources[1].'ARN'` only): the name is made a quoted string.
 
 use std::ops::ControlFlow;
 
+use arrow::datatypes::{DataType, Field, Fields};
 use datafusion::sql::parser::{CopyToSource, Statement};
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, Expr, Value, ValueWithSpan, visit_expressions_mut,
+    self, AccessExpr, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
+    ObjectNamePart, Query, Select, SelectItem, TableAlias, TableFactor, Value, ValueWithSpan,
+    VisitMut, VisitorMut,
 };
 
-/// Rewrite `x[i].name` to `x[i].'name'` everywhere in `statement`.
-pub(crate) fn name_fields_after_subscripts(statement: &mut Statement) {
+/// Rewrite `statement` (see the module's text); `columns` are the `cloudtrail` table's.
+pub(crate) fn rewrite(statement: &mut Statement, columns: &Fields) {
+    let mut visitor = Rewrite { columns };
     match statement {
         Statement::Statement(inner) => {
-            let _ = visit_expressions_mut(inner.as_mut(), rewrite);
+            let _ = inner.visit(&mut visitor);
         }
-        Statement::Explain(explain) => name_fields_after_subscripts(&mut explain.statement),
+        Statement::Explain(explain) => rewrite(&mut explain.statement, columns),
         Statement::CopyTo(copy) => {
             if let CopyToSource::Query(query) = &mut copy.source {
-                let _ = visit_expressions_mut(query.as_mut(), rewrite);
+                let _ = query.visit(&mut visitor);
             }
         }
         Statement::CreateExternalTable(_) | Statement::Reset(_) => {}
     }
 }
 
-fn rewrite(expr: &mut Expr) -> ControlFlow<()> {
-    if let Expr::CompoundFieldAccess { access_chain, .. } = expr {
-        // Dots before the first subscript name the column (`cloudtrail.resources`): kept.
-        let mut after_subscript = false;
-        for access in access_chain.iter_mut() {
-            match access {
-                AccessExpr::Subscript(_) => after_subscript = true,
-                AccessExpr::Dot(Expr::Identifier(ident)) if after_subscript => {
-                    *access = AccessExpr::Dot(Expr::Value(ValueWithSpan {
-                        value: Value::SingleQuotedString(ident.value.clone()),
-                        span: ident.span,
-                    }));
+struct Rewrite<'a> {
+    columns: &'a Fields,
+}
+
+impl VisitorMut for Rewrite<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        for cte in query.with.iter_mut().flat_map(|w| w.cte_tables.iter_mut()) {
+            self.alias_columns(&mut cte.alias);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        // An alias that is a column's name in another case is written as the column's, as
+        // are the names that refer to it (`SELECT eventname AS eventname ... ORDER BY eventname`).
+        for item in &mut select.projection {
+            match item {
+                SelectItem::ExprWithAlias { alias, .. } => self.top_level(alias),
+                SelectItem::ExprWithAliases { aliases, .. } => {
+                    aliases.iter_mut().for_each(|a| self.top_level(a))
                 }
-                AccessExpr::Dot(_) => {}
+                _ => {}
             }
         }
+        ControlFlow::Continue(())
     }
-    ControlFlow::Continue(())
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        match factor {
+            TableFactor::Table { alias, .. }
+            | TableFactor::Derived { alias, .. }
+            | TableFactor::TableFunction { alias, .. }
+            | TableFactor::Function { alias, .. }
+            | TableFactor::UNNEST { alias, .. }
+            | TableFactor::NestedJoin { alias, .. } => {
+                if let Some(alias) = alias {
+                    self.alias_columns(alias);
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Identifier(ident) => self.top_level(ident),
+            Expr::CompoundIdentifier(parts) => self.path(parts),
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                let mut at = self.type_of(root);
+                // Dots before the first subscript name the column (`cloudtrail.resources`).
+                let mut after_subscript = false;
+                for access in access_chain.iter_mut() {
+                    at = match access {
+                        AccessExpr::Subscript(_) => {
+                            after_subscript = true;
+                            at.and_then(list_item)
+                        }
+                        AccessExpr::Dot(Expr::Identifier(ident)) => {
+                            let field = at.and_then(struct_fields).and_then(|f| find(f, ident));
+                            let (name, span) = (ident.value.clone(), ident.span);
+                            if after_subscript {
+                                *access = AccessExpr::Dot(Expr::Value(ValueWithSpan {
+                                    value: Value::SingleQuotedString(name),
+                                    span,
+                                }));
+                            }
+                            field.map(|f| f.data_type())
+                        }
+                        AccessExpr::Dot(_) => None,
+                    };
+                }
+            }
+            Expr::Function(function) => {
+                athena_json(function);
+                if let Some(timestamp) = self.iso8601_timestamp(function) {
+                    *expr = timestamp;
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Rewrite<'_> {
+    /// A name that is one top-level column's in another case becomes the column's.
+    fn top_level(&self, ident: &mut Ident) {
+        find(self.columns, ident);
+    }
+
+    fn alias_columns(&self, alias: &mut TableAlias) {
+        for column in &mut alias.columns {
+            self.top_level(&mut column.name);
+        }
+    }
+
+    /// `a.b.c`: a column and fields of it, or a table (or alias) then a column and fields.
+    fn path(&self, parts: &mut [Ident]) {
+        let start = if find(self.columns, &mut parts[0]).is_some() {
+            0
+        } else if parts.len() > 1 && find(self.columns, &mut parts[1]).is_some() {
+            1
+        } else {
+            return;
+        };
+        let (column, rest) = parts[start..].split_first_mut().expect("a part at start");
+        let mut at = self.columns.find(&column.value).map(|(_, f)| f.data_type());
+        for part in rest {
+            at = at
+                .and_then(struct_fields)
+                .and_then(|fields| find(fields, part))
+                .map(|f| f.data_type());
+        }
+    }
+
+    /// Athena's `from_iso8601_timestamp(eventtime)` (its `eventtime` is text): the column itself
+    /// when it is a timestamp here (so that time filters still prune), `to_timestamp(text)`
+    /// otherwise.
+    fn iso8601_timestamp(&self, function: &mut ast::Function) -> Option<Expr> {
+        let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
+            return None;
+        };
+        if !name.value.eq_ignore_ascii_case("from_iso8601_timestamp") {
+            return None;
+        }
+        let FunctionArguments::List(list) = &function.args else {
+            return None;
+        };
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() else {
+            return None;
+        };
+        if let Some(DataType::Timestamp(..)) = self.type_of(arg) {
+            return Some(arg.clone());
+        }
+        function.name = ObjectName::from(vec![Ident::new("to_timestamp")]);
+        None
+    }
+
+    /// The type of a column reference (after its names were rewritten).
+    fn type_of(&self, expr: &Expr) -> Option<&DataType> {
+        let parts: Vec<&Ident> = match expr {
+            Expr::Identifier(ident) => vec![ident],
+            Expr::CompoundIdentifier(parts) => parts.iter().collect(),
+            _ => return None,
+        };
+        let start = parts
+            .iter()
+            .take(2)
+            .position(|p| self.columns.find(&p.value).is_some())?;
+        let mut at = self.columns.find(&parts[start].value)?.1.data_type();
+        for part in &parts[start + 1..] {
+            at = struct_fields(at)?.find(&part.value)?.1.data_type();
+        }
+        Some(at)
+    }
+}
+
+/// The field of `fields` that `ident` names: by its own name, or, unquoted, by the one field's
+/// name that is the same in another case (then written into `ident`).
+fn find<'f>(fields: &'f Fields, ident: &mut Ident) -> Option<&'f Field> {
+    if let Some((_, field)) = fields.find(&ident.value) {
+        return Some(field);
+    }
+    if ident.quote_style.is_some() {
+        return None;
+    }
+    let mut same = fields
+        .iter()
+        .filter(|f| f.name().eq_ignore_ascii_case(&ident.value));
+    match (same.next(), same.next()) {
+        (Some(field), None) => {
+            ident.value = field.name().clone();
+            Some(field)
+        }
+        _ => None,
+    }
+}
+
+fn struct_fields(t: &DataType) -> Option<&Fields> {
+    match t {
+        DataType::Struct(fields) => Some(fields),
+        _ => None,
+    }
+}
+
+fn list_item(t: &DataType) -> Option<&DataType> {
+    match t {
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            Some(item.data_type())
+        }
+        _ => None,
+    }
+}
+
+/// `json_extract_scalar(j, '$.a[0]')` -> `json_as_text(j, 'a', 0)`; `json_extract` ->
+/// `json_get_json`. Left as written when the path is not a literal JSONPath of keys and indexes.
+fn athena_json(function: &mut ast::Function) {
+    let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
+        return;
+    };
+    let target = match name.value.to_ascii_lowercase().as_str() {
+        "json_extract_scalar" => "json_as_text",
+        "json_extract" => "json_get_json",
+        _ => return,
+    };
+    let FunctionArguments::List(list) = &mut function.args else {
+        return;
+    };
+    let [_, FunctionArg::Unnamed(FunctionArgExpr::Expr(path_arg))] = list.args.as_slice() else {
+        return;
+    };
+    let Expr::Value(ValueWithSpan {
+        value: Value::SingleQuotedString(path),
+        span,
+    }) = path_arg
+    else {
+        return;
+    };
+    let Some(steps) = json_path(path) else {
+        return;
+    };
+    let span = *span;
+    list.args.truncate(1);
+    for step in steps {
+        let value = match step {
+            Step::Key(key) => Value::SingleQuotedString(key),
+            Step::Index(i) => Value::Number(i.to_string(), false),
+        };
+        list.args
+            .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(
+                ValueWithSpan { value, span },
+            ))));
+    }
+    function.name = ObjectName::from(vec![Ident::new(target)]);
+}
+
+#[derive(Debug, PartialEq)]
+enum Step {
+    Key(String),
+    Index(u64),
+}
+
+/// The keys and indexes of a JSONPath such as `$.a.b[0]["c d"]`; `None` for anything else
+/// (wildcards, filters, recursive descent).
+fn json_path(path: &str) -> Option<Vec<Step>> {
+    let mut rest = path.trim().strip_prefix('$')?;
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            let key = &after[..end];
+            if key.is_empty() || key.contains('*') {
+                return None;
+            }
+            steps.push(Step::Key(key.to_string()));
+            rest = &after[end..];
+        } else if let Some(after) = rest.strip_prefix('[') {
+            let close = after.find(']')?;
+            let inside = after[..close].trim();
+            let quoted = inside
+                .strip_prefix('"')
+                .and_then(|k| k.strip_suffix('"'))
+                .or_else(|| inside.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')));
+            steps.push(match quoted {
+                Some(key) => Step::Key(key.to_string()),
+                None => Step::Index(inside.parse().ok()?),
+            });
+            rest = &after[close + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(steps)
 }
 
 #[cfg(test)]
@@ -53,7 +324,7 @@ mod tests {
 
     fn rewritten(sql: &str) -> String {
         let mut statement = DFParser::parse_sql(sql).unwrap().pop_front().unwrap();
-        name_fields_after_subscripts(&mut statement);
+        rewrite(&mut statement, trailql_schema::arrow_schema().fields());
         statement.to_string()
     }
 
@@ -71,5 +342,64 @@ mod tests {
             rewritten("SELECT userIdentity.arn, a['k'].b FROM t"),
             "SELECT userIdentity.arn, a['k'].'b' FROM t"
         );
+    }
+
+    #[test]
+    fn names_in_another_case_are_the_columns_and_fields_they_name() {
+        assert_eq!(
+            rewritten(
+                "SELECT eventname, useridentity.sessioncontext.sessionissuer.username, \
+                 cloudtrail.sourceipaddress, count(*) AS EVENTSOURCE FROM cloudtrail AS c \
+                 WHERE c.useridentity.arn = 'x' AND resources[1].arn IS NOT NULL \
+                 GROUP BY eventname, eventsource ORDER BY eventsource"
+            ),
+            "SELECT eventName, userIdentity.sessionContext.sessionIssuer.userName, \
+             cloudtrail.sourceIPAddress, count(*) AS eventSource FROM cloudtrail AS c \
+             WHERE c.userIdentity.arn = 'x' AND resources[1].'ARN' IS NOT NULL \
+             GROUP BY eventName, eventSource ORDER BY eventSource"
+        );
+        // Quoted names are exact; names of nothing stay, for DataFusion to name in its error.
+        assert_eq!(
+            rewritten(r#"SELECT "eventname", nosuchcolumn, useridentity.nosuchfield FROM t"#),
+            r#"SELECT "eventname", nosuchcolumn, userIdentity.nosuchfield FROM t"#
+        );
+        assert_eq!(
+            rewritten("WITH e(eventname) AS (SELECT eventname FROM t) SELECT EventName FROM e"),
+            "WITH e (eventName) AS (SELECT eventName FROM t) SELECT eventName FROM e"
+        );
+    }
+
+    #[test]
+    fn athenas_json_functions_are_datafusions_with_the_path_as_steps() {
+        assert_eq!(
+            rewritten(
+                r#"SELECT json_extract_scalar(requestparameters, '$.bucketName'), JSON_EXTRACT(responseElements, '$.a[0]["b c"]') FROM t"#
+            ),
+            r#"SELECT json_as_text(requestParameters, 'bucketName'), json_get_json(responseElements, 'a', 0, 'b c') FROM t"#
+        );
+        // What is no path of keys and indexes is left for DataFusion to refuse.
+        assert_eq!(
+            rewritten("SELECT json_extract_scalar(x, '$.a[*]'), json_extract(x, y) FROM t"),
+            "SELECT json_extract_scalar(x, '$.a[*]'), json_extract(x, y) FROM t"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT from_iso8601_timestamp(eventtime), from_iso8601_timestamp(x) FROM t \
+                 WHERE from_iso8601_timestamp(cloudtrail.eventtime) > now()"
+            ),
+            "SELECT eventTime, to_timestamp(x) FROM t WHERE cloudtrail.eventTime > now()"
+        );
+        assert_eq!(json_path("$"), Some(vec![]));
+        assert_eq!(
+            json_path("$.a['k'][12].b"),
+            Some(vec![
+                Step::Key("a".into()),
+                Step::Key("k".into()),
+                Step::Index(12),
+                Step::Key("b".into())
+            ])
+        );
+        assert_eq!(json_path("a.b"), None);
+        assert_eq!(json_path("$..a"), None);
     }
 }

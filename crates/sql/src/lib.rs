@@ -16,6 +16,7 @@ mod texts;
 
 use std::sync::Arc;
 
+use arrow::datatypes::Fields;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use trailql_ingest::{IngestOptions, StoreOptions};
@@ -83,7 +84,11 @@ pub async fn sql(
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(text, &dialect)?;
-    dialect::name_fields_after_subscripts(&mut statement);
+    let columns = match ctx.table_provider(TABLE).await {
+        Ok(table) => table.schema().fields().clone(),
+        Err(_) => Fields::empty(),
+    };
+    dialect::rewrite(&mut statement, &columns);
     let plan = state.statement_to_plan(statement).await?;
     ctx.execute_logical_plan(plan).await
 }
