@@ -9,8 +9,11 @@
 //!   'a', 'b', 0)`, `json_extract(json, '$.a')` is `json_get_json(json, 'a')`.
 //! - **Athena's `from_iso8601_timestamp(eventtime)`** is `eventTime` (a timestamp here, text in
 //!   Athena's table), and `to_timestamp(text)` for text.
-//! - **A field named with a dot after a subscript**, `resources[1].ARN` (DataFusion plans
-//!   `resources[1]['ARN']` and `resources[1].'ARN'` only): the name is made a quoted string.
+//! - **Athena's `element_at(list, i)`** is `array_element(list, i)` (DataFusion's
+//!   `element_at` is for maps).
+//! - **A field named with a dot after a subscript or a function**, `resources[1].ARN`,
+//!   `element_at(resources, 1).arn` (DataFusion plans `resources[1]['ARN']` and
+//!   `resources[1].'ARN'` only): the name is made a quoted string.
 
 use std::ops::ControlFlow;
 
@@ -91,8 +94,10 @@ impl VisitorMut for Rewrite<'_> {
             Expr::CompoundIdentifier(parts) => self.path(parts),
             Expr::CompoundFieldAccess { root, access_chain } => {
                 let mut at = self.type_of(root);
-                // Dots before the first subscript name the column (`cloudtrail.resources`).
-                let mut after_subscript = false;
+                // Dots before the first subscript name the column (`cloudtrail.resources`);
+                // after anything else (`element_at(resources, 1).ARN`) they name a field.
+                let mut after_subscript =
+                    !matches!(**root, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
                 for access in access_chain.iter_mut() {
                     at = match access {
                         AccessExpr::Subscript(_) => {
@@ -116,6 +121,7 @@ impl VisitorMut for Rewrite<'_> {
             }
             Expr::Function(function) => {
                 athena_json(function);
+                self.element_at_of_list(function);
                 if let Some(timestamp) = self.iso8601_timestamp(function) {
                     *expr = timestamp;
                 }
@@ -180,11 +186,12 @@ impl Rewrite<'_> {
         None
     }
 
-    /// The type of a column reference (after its names were rewritten).
+    /// The type of a column reference (after its names were rewritten), or of an element of one.
     fn type_of(&self, expr: &Expr) -> Option<&DataType> {
         let parts: Vec<&Ident> = match expr {
             Expr::Identifier(ident) => vec![ident],
             Expr::CompoundIdentifier(parts) => parts.iter().collect(),
+            Expr::Function(function) => return self.element_type(function),
             _ => return None,
         };
         let start = parts
@@ -196,6 +203,38 @@ impl Rewrite<'_> {
             at = struct_fields(at)?.find(&part.value)?.1.data_type();
         }
         Some(at)
+    }
+
+    /// Athena's `element_at(list, i)` (DataFusion's is for maps) is `array_element(list, i)`.
+    fn element_at_of_list(&self, function: &mut ast::Function) {
+        let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
+            return;
+        };
+        if name.value.eq_ignore_ascii_case("element_at")
+            && let FunctionArguments::List(list) = &function.args
+            && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first()
+            && self.type_of(first).and_then(list_item).is_some()
+        {
+            function.name = ObjectName::from(vec![Ident::new("array_element")]);
+        }
+    }
+
+    /// `array_element(list, i)` (or `element_at`): the type of the list's items.
+    fn element_type(&self, function: &ast::Function) -> Option<&DataType> {
+        let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
+            return None;
+        };
+        let name = name.value.to_ascii_lowercase();
+        if !["element_at", "array_element", "list_element"].contains(&name.as_str()) {
+            return None;
+        }
+        let FunctionArguments::List(list) = &function.args else {
+            return None;
+        };
+        let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(list_arg))) = list.args.first() else {
+            return None;
+        };
+        list_item(self.type_of(list_arg)?)
     }
 }
 
@@ -357,6 +396,10 @@ mod tests {
              cloudtrail.sourceIPAddress, count(*) AS eventSource FROM cloudtrail AS c \
              WHERE c.userIdentity.arn = 'x' AND resources[1].'ARN' IS NOT NULL \
              GROUP BY eventName, eventSource ORDER BY eventSource"
+        );
+        assert_eq!(
+            rewritten("SELECT element_at(resources, 1).arn, f(x).y FROM t"),
+            "SELECT array_element(resources, 1).'ARN', f(x).'y' FROM t"
         );
         // Quoted names are exact; names of nothing stay, for DataFusion to name in its error.
         assert_eq!(
