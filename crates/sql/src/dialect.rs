@@ -9,32 +9,43 @@
 //!   'a', 'b', 0)`, `json_extract(json, '$.a')` is `json_get_json(json, 'a')`.
 //! - **Athena's `from_iso8601_timestamp(eventtime)`** is `eventTime` (a timestamp here, text in
 //!   Athena's table), and `to_timestamp(text)` for text.
+//! - **Athena's `CROSS JOIN UNNEST(resources) AS t(r)`** (DataFusion cannot plan a list of the
+//!   table it joins) is a subquery with `unnest(resources) AS r`.
 //! - **Athena's `element_at(list, i)`** is `array_element(list, i)` (DataFusion's
 //!   `element_at` is for maps).
 //! - **A field named with a dot after a subscript or a function**, `resources[1].ARN`,
 //!   `element_at(resources, 1).arn` (DataFusion plans `resources[1]['ARN']` and
 //!   `resources[1].'ARN'` only): the name is made a quoted string.
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use arrow::datatypes::{DataType, Field, Fields};
 use datafusion::sql::parser::{CopyToSource, Statement};
 use datafusion::sql::sqlparser::ast::{
-    self, AccessExpr, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    ObjectNamePart, Query, Select, SelectItem, TableAlias, TableFactor, Value, ValueWithSpan,
-    VisitMut, VisitorMut,
+    self, AccessExpr, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Join,
+    JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr,
+    TableAlias, TableFactor, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 
 /// Rewrite `statement` (see the module's text); `columns` are the `cloudtrail` table's.
 pub(crate) fn rewrite(statement: &mut Statement, columns: &Fields) {
-    let mut visitor = Rewrite { columns };
+    let mut visitor = Rewrite {
+        columns,
+        unnested: HashMap::new(),
+        unnest_tables: HashMap::new(),
+    };
     match statement {
         Statement::Statement(inner) => {
+            visitor.unnested = unnested(inner.as_ref(), &visitor);
             let _ = inner.visit(&mut visitor);
         }
         Statement::Explain(explain) => rewrite(&mut explain.statement, columns),
         Statement::CopyTo(copy) => {
             if let CopyToSource::Query(query) = &mut copy.source {
+                visitor.unnested = unnested(query.as_ref(), &visitor);
                 let _ = query.visit(&mut visitor);
             }
         }
@@ -44,6 +55,68 @@ pub(crate) fn rewrite(statement: &mut Statement, columns: &Fields) {
 
 struct Rewrite<'a> {
     columns: &'a Fields,
+    /// Names given to the elements of unnested lists of structs (`unnest(resources) AS r`,
+    /// `CROSS JOIN UNNEST(resources) AS t(r)`), with the elements' type: `r.arn` is `r.ARN`.
+    unnested: HashMap<String, DataType>,
+    /// The names of `UNNEST` tables made columns of the table they unnested, with its name:
+    /// `t.r` is `cloudtrail.r` (see [`Rewrite::cross_join_unnest`]).
+    unnest_tables: HashMap<String, Ident>,
+}
+
+/// The names `statement` gives to elements of unnested lists of structs, wherever they are
+/// given (a name in `FROM` is used in the projection before it).
+fn unnested<V: Visit>(statement: &V, rewrite: &Rewrite<'_>) -> HashMap<String, DataType> {
+    struct Names<'r, 'a> {
+        rewrite: &'r Rewrite<'a>,
+        found: HashMap<String, DataType>,
+    }
+    impl Names<'_, '_> {
+        fn element(&mut self, name: &Ident, list: &Expr) {
+            if let Some(item @ DataType::Struct(_)) = self.rewrite.type_of(list).and_then(list_item)
+            {
+                self.found.insert(name.value.clone(), item.clone());
+            }
+        }
+    }
+    impl Visitor for Names<'_, '_> {
+        type Break = ();
+        fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
+            for item in &select.projection {
+                if let SelectItem::ExprWithAlias {
+                    expr: Expr::Function(function),
+                    alias,
+                } = item
+                    && let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice()
+                    && name.value.eq_ignore_ascii_case("unnest")
+                    && let FunctionArguments::List(list) = &function.args
+                    && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice()
+                {
+                    self.element(alias, arg);
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::UNNEST {
+                alias: Some(alias),
+                array_exprs,
+                ..
+            } = factor
+            {
+                for (i, list) in array_exprs.iter().enumerate() {
+                    let name = alias.columns.get(i).map_or(&alias.name, |c| &c.name);
+                    self.element(name, list);
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut names = Names {
+        rewrite,
+        found: HashMap::new(),
+    };
+    let _ = statement.visit(&mut names);
+    names.found
 }
 
 impl VisitorMut for Rewrite<'_> {
@@ -68,6 +141,7 @@ impl VisitorMut for Rewrite<'_> {
                 _ => {}
             }
         }
+        self.cross_join_unnest(select);
         ControlFlow::Continue(())
     }
 
@@ -91,7 +165,12 @@ impl VisitorMut for Rewrite<'_> {
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {
             Expr::Identifier(ident) => self.top_level(ident),
-            Expr::CompoundIdentifier(parts) => self.path(parts),
+            Expr::CompoundIdentifier(parts) => {
+                if let Some(table) = self.unnest_tables.get(&parts[0].value) {
+                    parts[0] = table.clone();
+                }
+                self.path(parts);
+            }
             Expr::CompoundFieldAccess { root, access_chain } => {
                 let mut at = self.type_of(root);
                 // Dots before the first subscript name the column (`cloudtrail.resources`);
@@ -133,6 +212,82 @@ impl VisitorMut for Rewrite<'_> {
 }
 
 impl Rewrite<'_> {
+    /// Athena's and Trino's `FROM t CROSS JOIN UNNEST(t.list) AS u(x)` (or `FROM t,
+    /// UNNEST(t.list) AS u(x)`), which DataFusion cannot plan (the list is an outer reference),
+    /// is `FROM (SELECT *, unnest(t.list) AS x FROM t) AS t`: a row per element, and none for a
+    /// row whose list is empty or null, as there.
+    fn cross_join_unnest(&mut self, select: &mut Select) {
+        let is_unnest = |f: &TableFactor| matches!(f, TableFactor::UNNEST { .. });
+        if select.from.len() == 2
+            && select.from[1].joins.is_empty()
+            && is_unnest(&select.from[1].relation)
+        {
+            let unnest = select.from.remove(1).relation;
+            select.from[0].joins.insert(
+                0,
+                Join {
+                    relation: unnest,
+                    global: false,
+                    join_operator: JoinOperator::CrossJoin(JoinConstraint::None),
+                },
+            );
+        }
+        let Some(from) = select.from.first_mut() else {
+            return;
+        };
+        let Some(Join {
+            relation:
+                TableFactor::UNNEST {
+                    alias: Some(unnest_alias),
+                    array_exprs,
+                    with_offset: false,
+                    with_ordinality: false,
+                    ..
+                },
+            join_operator:
+                JoinOperator::CrossJoin(JoinConstraint::None) | JoinOperator::Join(JoinConstraint::None),
+            ..
+        }) = from.joins.first()
+        else {
+            return;
+        };
+        let ([list], [element]) = (array_exprs.as_slice(), unnest_alias.columns.as_slice()) else {
+            return;
+        };
+        let TableFactor::Table { name, alias, .. } = &from.relation else {
+            return;
+        };
+        let table = match alias {
+            Some(alias) => alias.name.clone(),
+            None => match name.0.last() {
+                Some(ObjectNamePart::Identifier(ident)) => ident.clone(),
+                _ => return,
+            },
+        };
+        let relation = &from.relation;
+        let sql = format!(
+            "SELECT * FROM (SELECT *, unnest({list}) AS {} FROM {relation}) AS {table}",
+            element.name
+        );
+        let Some(derived) = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
+            .ok()
+            .and_then(|mut statements| statements.pop())
+            .and_then(|statement| match statement {
+                ast::Statement::Query(query) => match *query.body {
+                    SetExpr::Select(select) => select.from.into_iter().next(),
+                    _ => None,
+                },
+                _ => None,
+            })
+        else {
+            return;
+        };
+        self.unnest_tables
+            .insert(unnest_alias.name.value.clone(), table);
+        from.relation = derived.relation;
+        from.joins.remove(0);
+    }
+
     /// A name that is one top-level column's in another case becomes the column's.
     fn top_level(&self, ident: &mut Ident) {
         find(self.columns, ident);
@@ -144,23 +299,25 @@ impl Rewrite<'_> {
         }
     }
 
-    /// `a.b.c`: a column and fields of it, or a table (or alias) then a column and fields.
-    fn path(&self, parts: &mut [Ident]) {
-        let start = if find(self.columns, &mut parts[0]).is_some() {
-            0
-        } else if parts.len() > 1 && find(self.columns, &mut parts[1]).is_some() {
-            1
-        } else {
-            return;
-        };
-        let (column, rest) = parts[start..].split_first_mut().expect("a part at start");
-        let mut at = self.columns.find(&column.value).map(|(_, f)| f.data_type());
-        for part in rest {
-            at = at
-                .and_then(struct_fields)
-                .and_then(|fields| find(fields, part))
-                .map(|f| f.data_type());
+    /// `a.b.c`: a column and fields of it, or a table (or alias) then a column and fields, or an
+    /// unnested element and fields of it; the names written as the schema's, and the type named.
+    fn path(&self, parts: &mut [Ident]) -> Option<&DataType> {
+        let mut start = None;
+        for (i, part) in parts.iter_mut().enumerate().take(2) {
+            if let Some(column) = find(self.columns, part) {
+                start = Some((i, column.data_type()));
+            } else if let Some(element) = self.unnested.get(&part.value) {
+                start = Some((i, element));
+            }
+            if start.is_some() {
+                break;
+            }
         }
+        let (i, mut at) = start?;
+        for part in &mut parts[i + 1..] {
+            at = find(struct_fields(at)?, part)?.data_type();
+        }
+        Some(at)
     }
 
     /// Athena's `from_iso8601_timestamp(eventtime)` (its `eventtime` is text): the column itself
@@ -188,21 +345,12 @@ impl Rewrite<'_> {
 
     /// The type of a column reference (after its names were rewritten), or of an element of one.
     fn type_of(&self, expr: &Expr) -> Option<&DataType> {
-        let parts: Vec<&Ident> = match expr {
-            Expr::Identifier(ident) => vec![ident],
-            Expr::CompoundIdentifier(parts) => parts.iter().collect(),
-            Expr::Function(function) => return self.element_type(function),
-            _ => return None,
-        };
-        let start = parts
-            .iter()
-            .take(2)
-            .position(|p| self.columns.find(&p.value).is_some())?;
-        let mut at = self.columns.find(&parts[start].value)?.1.data_type();
-        for part in &parts[start + 1..] {
-            at = struct_fields(at)?.find(&part.value)?.1.data_type();
+        match expr {
+            Expr::Identifier(ident) => self.path(&mut [ident.clone()]),
+            Expr::CompoundIdentifier(parts) => self.path(&mut parts.clone()),
+            Expr::Function(function) => self.element_type(function),
+            _ => None,
         }
-        Some(at)
     }
 
     /// Athena's `element_at(list, i)` (DataFusion's is for maps) is `array_element(list, i)`.
@@ -400,6 +548,25 @@ mod tests {
         assert_eq!(
             rewritten("SELECT element_at(resources, 1).arn, f(x).y FROM t"),
             "SELECT array_element(resources, 1).'ARN', f(x).'y' FROM t"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT r.arn, t.r.type, u.accountid FROM (SELECT unnest(resources) AS u FROM t), \
+                 t CROSS JOIN UNNEST(cloudtrail.Resources) AS t(r)"
+            ),
+            "SELECT r.ARN, t.r.type, u.accountId FROM (SELECT unnest(resources) AS u FROM t), \
+             t CROSS JOIN UNNEST(cloudtrail.resources) AS t (r)"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT eventname, r.arn, t.r.type FROM cloudtrail CROSS JOIN UNNEST(resources) AS t(r)"
+            ),
+            "SELECT eventName, r.ARN, cloudtrail.r.type \
+             FROM (SELECT *, unnest(resources) AS r FROM cloudtrail) AS cloudtrail"
+        );
+        assert_eq!(
+            rewritten("SELECT x.arn FROM cloudtrail AS c, UNNEST(c.resources) AS u(x)"),
+            "SELECT x.ARN FROM (SELECT *, unnest(c.resources) AS x FROM cloudtrail AS c) AS c"
         );
         // Quoted names are exact; names of nothing stay, for DataFusion to name in its error.
         assert_eq!(
