@@ -86,12 +86,9 @@ fn unnested<V: Visit>(statement: &V, rewrite: &Rewrite<'_>) -> HashMap<String, D
                     expr: Expr::Function(function),
                     alias,
                 } = item
-                    && let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice()
-                    && name.value.eq_ignore_ascii_case("unnest")
-                    && let FunctionArguments::List(list) = &function.args
-                    && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice()
+                    && let Some([list]) = arguments(function, &["unnest"]).as_deref()
                 {
-                    self.element(alias, arg);
+                    self.element(alias, list);
                 }
             }
             ControlFlow::Continue(())
@@ -324,22 +321,13 @@ impl Rewrite<'_> {
     /// when it is a timestamp here (so that time filters still prune), `to_timestamp(text)`
     /// otherwise.
     fn iso8601_timestamp(&self, function: &mut ast::Function) -> Option<Expr> {
-        let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
-            return None;
-        };
-        if !name.value.eq_ignore_ascii_case("from_iso8601_timestamp") {
-            return None;
-        }
-        let FunctionArguments::List(list) = &function.args else {
-            return None;
-        };
-        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_slice() else {
+        let [arg] = arguments(function, &["from_iso8601_timestamp"])?[..] else {
             return None;
         };
         if let Some(DataType::Timestamp(..)) = self.type_of(arg) {
             return Some(arg.clone());
         }
-        function.name = ObjectName::from(vec![Ident::new("to_timestamp")]);
+        rename(function, "to_timestamp");
         None
     }
 
@@ -355,35 +343,45 @@ impl Rewrite<'_> {
 
     /// Athena's `element_at(list, i)` (DataFusion's is for maps) is `array_element(list, i)`.
     fn element_at_of_list(&self, function: &mut ast::Function) {
-        let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
-            return;
-        };
-        if name.value.eq_ignore_ascii_case("element_at")
-            && let FunctionArguments::List(list) = &function.args
-            && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first()
-            && self.type_of(first).and_then(list_item).is_some()
+        if let Some([list, _]) = arguments(function, &["element_at"]).as_deref()
+            && self.type_of(list).and_then(list_item).is_some()
         {
-            function.name = ObjectName::from(vec![Ident::new("array_element")]);
+            rename(function, "array_element");
         }
     }
 
     /// `array_element(list, i)` (or `element_at`): the type of the list's items.
     fn element_type(&self, function: &ast::Function) -> Option<&DataType> {
-        let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
+        let names = ["element_at", "array_element", "list_element"];
+        let [list, _] = arguments(function, &names)?[..] else {
             return None;
         };
-        let name = name.value.to_ascii_lowercase();
-        if !["element_at", "array_element", "list_element"].contains(&name.as_str()) {
-            return None;
-        }
-        let FunctionArguments::List(list) = &function.args else {
-            return None;
-        };
-        let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(list_arg))) = list.args.first() else {
-            return None;
-        };
-        list_item(self.type_of(list_arg)?)
+        list_item(self.type_of(list)?)
     }
+}
+
+/// The unnamed arguments of `function` when it is a call of one of `names` (in any case).
+fn arguments<'f>(function: &'f ast::Function, names: &[&str]) -> Option<Vec<&'f Expr>> {
+    let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
+        return None;
+    };
+    if !names.iter().any(|n| name.value.eq_ignore_ascii_case(n)) {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    list.args
+        .iter()
+        .map(|arg| match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => Some(expr),
+            _ => None,
+        })
+        .collect()
+}
+
+fn rename(function: &mut ast::Function, name: &str) {
+    function.name = ObjectName::from(vec![Ident::new(name)]);
 }
 
 /// The field of `fields` that `ident` names: by its own name, or, unquoted, by the one field's
@@ -426,43 +424,44 @@ fn list_item(t: &DataType) -> Option<&DataType> {
 /// `json_extract_scalar(j, '$.a[0]')` -> `json_as_text(j, 'a', 0)`; `json_extract` ->
 /// `json_get_json`. Left as written when the path is not a literal JSONPath of keys and indexes.
 fn athena_json(function: &mut ast::Function) {
-    let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
+    let functions = [
+        ("json_extract_scalar", "json_as_text"),
+        ("json_extract", "json_get_json"),
+    ];
+    let Some((target, args)) = functions
+        .into_iter()
+        .find_map(|(athena, target)| Some((target, arguments(function, &[athena])?)))
+    else {
         return;
     };
-    let target = match name.value.to_ascii_lowercase().as_str() {
-        "json_extract_scalar" => "json_as_text",
-        "json_extract" => "json_get_json",
-        _ => return,
-    };
-    let FunctionArguments::List(list) = &mut function.args else {
-        return;
-    };
-    let [_, FunctionArg::Unnamed(FunctionArgExpr::Expr(path_arg))] = list.args.as_slice() else {
+    let [json, path] = args[..] else {
         return;
     };
     let Expr::Value(ValueWithSpan {
         value: Value::SingleQuotedString(path),
         span,
-    }) = path_arg
+    }) = path
     else {
         return;
     };
     let Some(steps) = json_path(path) else {
         return;
     };
-    let span = *span;
-    list.args.truncate(1);
-    for step in steps {
+    let steps = steps.into_iter().map(|step| {
         let value = match step {
             Step::Key(key) => Value::SingleQuotedString(key),
             Step::Index(i) => Value::Number(i.to_string(), false),
         };
-        list.args
-            .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(
-                ValueWithSpan { value, span },
-            ))));
+        Expr::Value(ValueWithSpan { value, span: *span })
+    });
+    let args = std::iter::once(json.clone())
+        .chain(steps)
+        .map(|expr| FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)))
+        .collect();
+    if let FunctionArguments::List(list) = &mut function.args {
+        list.args = args;
     }
-    function.name = ObjectName::from(vec![Ident::new(target)]);
+    rename(function, target);
 }
 
 #[derive(Debug, PartialEq)]
