@@ -9,6 +9,8 @@
 //!   'a', 'b', 0)`, `json_extract(json, '$.a')` is `json_get_json(json, 'a')`.
 //! - **Athena's `from_iso8601_timestamp(eventtime)`** is `eventTime` (a timestamp here, text in
 //!   Athena's table), and `to_timestamp(text)` for text.
+//! - **Athena's `date_add('day', -7, now())`** is `(now() + INTERVAL '-7 day')` (for a unit and
+//!   a number written in the query).
 //! - **Athena's `CROSS JOIN UNNEST(resources) AS t(r)`** (DataFusion cannot plan a list of the
 //!   table it joins) is a subquery with `unnest(resources) AS r`.
 //! - **Athena's `element_at(list, i)`** is `array_element(list, i)` (DataFusion's
@@ -200,6 +202,8 @@ impl VisitorMut for Rewrite<'_> {
                 self.element_at_of_list(function);
                 if let Some(timestamp) = self.iso8601_timestamp(function) {
                     *expr = timestamp;
+                } else if let Some(sum) = date_add(function) {
+                    *expr = sum;
                 }
             }
             _ => {}
@@ -464,6 +468,63 @@ fn athena_json(function: &mut ast::Function) {
     rename(function, target);
 }
 
+/// Athena's `date_add('day', -7, now())`: `(now() + INTERVAL '-7 day')`, for a unit and a
+/// number written in the query.
+fn date_add(function: &ast::Function) -> Option<Expr> {
+    const UNITS: [&str; 9] = [
+        "millisecond",
+        "second",
+        "minute",
+        "hour",
+        "day",
+        "week",
+        "month",
+        "quarter",
+        "year",
+    ];
+    let [unit, amount, timestamp] = arguments(function, &["date_add"])?[..] else {
+        return None;
+    };
+    let Expr::Value(ValueWithSpan {
+        value: Value::SingleQuotedString(unit),
+        ..
+    }) = unit
+    else {
+        return None;
+    };
+    let unit = unit.to_ascii_lowercase();
+    let amount = match amount {
+        Expr::Value(ValueWithSpan {
+            value: Value::Number(n, _),
+            ..
+        }) => n.clone(),
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(ValueWithSpan {
+                value: Value::Number(n, _),
+                ..
+            }) => format!("-{n}"),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    if !UNITS.contains(&unit.as_str()) || amount.parse::<i64>().is_err() {
+        return None;
+    }
+    let interval = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("INTERVAL '{amount} {unit}'"))
+        .ok()?
+        .parse_expr()
+        .ok()?;
+    Some(Expr::Nested(Box::new(Expr::BinaryOp {
+        left: Box::new(timestamp.clone()),
+        op: ast::BinaryOperator::Plus,
+        right: Box::new(interval),
+    })))
+}
+
 #[derive(Debug, PartialEq)]
 enum Step {
     Key(String),
@@ -597,6 +658,12 @@ mod tests {
                  WHERE from_iso8601_timestamp(cloudtrail.eventtime) > now()"
             ),
             "SELECT eventTime, to_timestamp(x) FROM t WHERE cloudtrail.eventTime > now()"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT date_add('day', -7, now()), date_add('Hour', 2, eventtime), date_add('day', x, now()) FROM t"
+            ),
+            "SELECT (now() + INTERVAL '-7 day'), (eventTime + INTERVAL '2 hour'), date_add('day', x, now()) FROM t"
         );
         assert_eq!(json_path("$"), Some(vec![]));
         assert_eq!(
