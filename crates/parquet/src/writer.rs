@@ -112,8 +112,7 @@ impl DatasetWriter {
 
     /// Buffer a batch; hand partitions to the encoders as the buffer fills.
     pub fn write(&mut self, batch: RecordBatch) -> Result<(), WriteError> {
-        for (partition, part) in partition::split(&batch, &self.options.partition_by)? {
-            let bytes = part.get_array_memory_size();
+        for (partition, part, bytes) in partition::split(&batch, &self.options.partition_by)? {
             self.buffered_bytes += bytes;
             self.received_bytes += bytes;
             let buffered = self.buffers.entry(partition).or_default();
