@@ -44,9 +44,11 @@ pub struct SourceArgs {
 /// Run SQL over trail data and print the result.
 ///
 /// The table is `cloudtrail`; identifiers keep their case, so `eventName` and
-/// `userIdentity.arn` work unquoted. JSON payloads: `requestParameters->>'bucketName'`,
-/// `json_get_str(responseElements, 'role', 'arn')`. trailql's functions: principal(),
-/// arn_account(), arn_service(), ip_in_cidr() and more (`trailql shell`, then `\functions`).
+/// `userIdentity.arn` work unquoted, and Athena's lower-case names (`eventname`,
+/// `useridentity.arn`) name the same columns. JSON payloads: `requestParameters->>'bucketName'`,
+/// `json_get_str(responseElements, 'role', 'arn')`, or Athena's `json_extract_scalar(
+/// requestparameters, '$.bucketName')`. trailql's functions: principal(), arn_account(),
+/// arn_service(), ip_in_cidr() and more (`trailql shell`, then `\functions`).
 ///
 /// Example: trailql query ./lake "SELECT eventName, count(*) FROM cloudtrail GROUP BY 1"
 #[derive(clap::Args)]
