@@ -11,6 +11,9 @@
 //!   Athena's table), and `to_timestamp(text)` for text.
 //! - **Athena's `date_add('day', -7, now())`** is `(now() + INTERVAL '-7 day')` (for a unit and
 //!   a number written in the query).
+//! - **Presto's functions under other names**: `count_if`, `arbitrary`, `approx_percentile`,
+//!   `to_iso8601`, `regexp_extract`, `date_diff` (units of fixed length) are the DataFusion
+//!   SQL they are (see [`presto`]).
 //! - **Athena's `CROSS JOIN UNNEST(resources) AS t(r)`** (DataFusion cannot plan a list of the
 //!   table it joins) is a subquery with `unnest(resources) AS r`.
 //! - **Athena's `element_at(list, i)`** is `array_element(list, i)` (DataFusion's
@@ -204,6 +207,8 @@ impl VisitorMut for Rewrite<'_> {
                     *expr = timestamp;
                 } else if let Some(sum) = date_add(function) {
                     *expr = sum;
+                } else if let Some(same) = presto(function) {
+                    *expr = same;
                 }
             }
             _ => {}
@@ -525,6 +530,60 @@ fn date_add(function: &ast::Function) -> Option<Expr> {
     })))
 }
 
+/// Presto's (Athena's) functions that DataFusion has under another name or shape, as that SQL:
+/// `count_if(c)`, `arbitrary(x)`, `approx_percentile(x, p)`, `to_iso8601(t)`,
+/// `regexp_extract(s, pattern[, group])` and `date_diff(unit, a, b)` for units of fixed length.
+fn presto(function: &ast::Function) -> Option<Expr> {
+    if function.over.is_some() || function.filter.is_some() {
+        return None;
+    }
+    let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
+        return None;
+    };
+    let name = name.value.to_ascii_lowercase();
+    let args = arguments(function, &[&name])?;
+    let sql = match (name.as_str(), &args[..]) {
+        ("count_if", [condition]) => format!("count(CASE WHEN {condition} THEN 1 END)"),
+        ("arbitrary", [x]) => format!("first_value({x})"),
+        ("approx_percentile", [x, p]) => format!("approx_percentile_cont({x}, {p})"),
+        ("to_iso8601", [t]) => format!("to_char({t}, '%Y-%m-%dT%H:%M:%S%.3fZ')"),
+        // The whole match is group 0: the pattern is put in a group of its own first.
+        ("regexp_extract", [s, pattern]) => {
+            format!("array_element(regexp_match({s}, concat('(', {pattern}, ')')), 1)")
+        }
+        ("regexp_extract", [s, pattern, group]) => {
+            format!("array_element(regexp_match({s}, concat('(', {pattern}, ')')), {group} + 1)")
+        }
+        ("date_diff", [unit, a, b]) => {
+            let Expr::Value(ValueWithSpan {
+                value: Value::SingleQuotedString(unit),
+                ..
+            }) = unit
+            else {
+                return None;
+            };
+            let seconds = match unit.to_ascii_lowercase().as_str() {
+                "millisecond" => 0.001,
+                "second" => 1.0,
+                "minute" => 60.0,
+                "hour" => 3_600.0,
+                "day" => 86_400.0,
+                "week" => 604_800.0,
+                _ => return None,
+            };
+            format!(
+                "CAST(trunc((date_part('epoch', {b}) - date_part('epoch', {a})) / {seconds:?}) AS BIGINT)"
+            )
+        }
+        _ => return None,
+    };
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&sql)
+        .ok()?
+        .parse_expr()
+        .ok()
+}
+
 #[derive(Debug, PartialEq)]
 enum Step {
     Key(String),
@@ -664,6 +723,16 @@ mod tests {
                 "SELECT date_add('day', -7, now()), date_add('Hour', 2, eventtime), date_add('day', x, now()) FROM t"
             ),
             "SELECT (now() + INTERVAL '-7 day'), (eventTime + INTERVAL '2 hour'), date_add('day', x, now()) FROM t"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT count_if(errorcode IS NOT NULL), regexp_extract(useragent, '^[^/]+', 0), \
+                 date_diff('hour', a, b), to_iso8601(eventtime), count_if(x) OVER () FROM t"
+            ),
+            "SELECT count(CASE WHEN errorCode IS NOT NULL THEN 1 END), \
+             array_element(regexp_match(userAgent, concat('(', '^[^/]+', ')')), 0 + 1), \
+             CAST(trunc((date_part('epoch', b) - date_part('epoch', a)) / 3600.0) AS BIGINT), \
+             to_char(eventTime, '%Y-%m-%dT%H:%M:%S%.3fZ'), count_if(x) OVER () FROM t"
         );
         assert_eq!(json_path("$"), Some(vec![]));
         assert_eq!(
