@@ -518,11 +518,7 @@ fn date_add(function: &ast::Function) -> Option<Expr> {
     if !UNITS.contains(&unit.as_str()) || amount.parse::<i64>().is_err() {
         return None;
     }
-    let interval = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&format!("INTERVAL '{amount} {unit}'"))
-        .ok()?
-        .parse_expr()
-        .ok()?;
+    let interval = parse_expr(&format!("INTERVAL '{amount} {unit}'"))?;
     Some(Expr::Nested(Box::new(Expr::BinaryOp {
         left: Box::new(timestamp.clone()),
         op: ast::BinaryOperator::Plus,
@@ -577,8 +573,13 @@ fn presto(function: &ast::Function) -> Option<Expr> {
         }
         _ => return None,
     };
+    parse_expr(&sql)
+}
+
+/// An expression written as SQL, as the parser reads it.
+fn parse_expr(sql: &str) -> Option<Expr> {
     Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&sql)
+        .try_with_sql(sql)
         .ok()?
         .parse_expr()
         .ok()
