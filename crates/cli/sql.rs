@@ -43,9 +43,10 @@ pub struct SourceArgs {
 
 /// Run SQL over trail data and print the result.
 ///
-/// The table is `cloudtrail`; identifiers keep their case, so `eventName` and
-/// `userIdentity.arn` work unquoted, and Athena's lower-case names (`eventname`,
-/// `useridentity.arn`) name the same columns. JSON payloads: `requestParameters->>'bucketName'`,
+/// The table is `cloudtrail` (Athena's `cloudtrail_logs` names it too); identifiers keep their
+/// case, so `eventName` and `userIdentity.arn` work unquoted, and Athena's lower-case names
+/// (`eventname`, `useridentity.arn`) name the same columns. JSON payloads:
+/// `requestParameters->>'bucketName'`,
 /// `json_get_str(responseElements, 'role', 'arn')`, or Athena's `json_extract_scalar(
 /// requestparameters, '$.bucketName')`. trailql's functions: principal(), arn_account(),
 /// arn_service(), ip_in_cidr() and more (`trailql shell`, then `\functions`).

@@ -1,6 +1,8 @@
 //! What trailql's SQL accepts beyond DataFusion's parser and planner, as Athena, PostgreSQL and
 //! DuckDB users write it. Each is a rewrite of the parsed statement before planning:
 //!
+//! - **Athena's table names**, `cloudtrail_logs` and `cloudtrail_logs_<bucket>`, are the
+//!   `cloudtrail` table (when the session has no table of that name).
 //! - **Names in any case**, as Athena takes them: `eventname`, `useridentity.sessioncontext.
 //!   sessionissuer.username`, `resources[1].arn`. An unquoted name that is no column's (or
 //!   field's) but one column's in another case is written as that column's; names written in
@@ -35,10 +37,12 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-/// Rewrite `statement` (see the module's text); `columns` are the `cloudtrail` table's.
-pub(crate) fn rewrite(statement: &mut Statement, columns: &Fields) {
+/// Rewrite `statement` (see the module's text); `columns` are the `cloudtrail` table's, and
+/// `tables` the names of the session's tables.
+pub(crate) fn rewrite(statement: &mut Statement, columns: &Fields, tables: &[String]) {
     let mut visitor = Rewrite {
         columns,
+        tables,
         unnested: HashMap::new(),
         unnest_tables: HashMap::new(),
     };
@@ -47,7 +51,7 @@ pub(crate) fn rewrite(statement: &mut Statement, columns: &Fields) {
             visitor.unnested = unnested(inner.as_ref(), &visitor);
             let _ = inner.visit(&mut visitor);
         }
-        Statement::Explain(explain) => rewrite(&mut explain.statement, columns),
+        Statement::Explain(explain) => rewrite(&mut explain.statement, columns, tables),
         Statement::CopyTo(copy) => {
             if let CopyToSource::Query(query) = &mut copy.source {
                 visitor.unnested = unnested(query.as_ref(), &visitor);
@@ -60,6 +64,7 @@ pub(crate) fn rewrite(statement: &mut Statement, columns: &Fields) {
 
 struct Rewrite<'a> {
     columns: &'a Fields,
+    tables: &'a [String],
     /// Names given to the elements of unnested lists of structs (`unnest(resources) AS r`,
     /// `CROSS JOIN UNNEST(resources) AS t(r)`), with the elements' type: `r.arn` is `r.ARN`.
     unnested: HashMap<String, DataType>,
@@ -148,6 +153,7 @@ impl VisitorMut for Rewrite<'_> {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        self.athena_table(factor);
         match factor {
             TableFactor::Table { alias, .. }
             | TableFactor::Derived { alias, .. }
@@ -292,6 +298,35 @@ impl Rewrite<'_> {
             .insert(unnest_alias.name.value.clone(), table);
         from.relation = derived.relation;
         from.joins.remove(0);
+    }
+
+    /// Athena's names for the table, `cloudtrail_logs` and `cloudtrail_logs_<bucket>` (what its
+    /// console names it), are `cloudtrail` under that name, when the session has no such table.
+    fn athena_table(&self, factor: &mut TableFactor) {
+        let TableFactor::Table { name, alias, .. } = factor else {
+            return;
+        };
+        let [ObjectNamePart::Identifier(table)] = name.0.as_slice() else {
+            return;
+        };
+        let lower = table.value.to_ascii_lowercase();
+        if !(lower == "cloudtrail_logs" || lower.starts_with("cloudtrail_logs_"))
+            || self
+                .tables
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&table.value))
+        {
+            return;
+        }
+        if alias.is_none() {
+            *alias = Some(TableAlias {
+                explicit: true,
+                name: table.clone(),
+                columns: Vec::new(),
+                at: None,
+            });
+        }
+        *name = ObjectName::from(vec![Ident::new(crate::TABLE)]);
     }
 
     /// A name that is one top-level column's in another case becomes the column's.
@@ -631,7 +666,11 @@ mod tests {
 
     fn rewritten(sql: &str) -> String {
         let mut statement = DFParser::parse_sql(sql).unwrap().pop_front().unwrap();
-        rewrite(&mut statement, trailql_schema::arrow_schema().fields());
+        rewrite(
+            &mut statement,
+            trailql_schema::arrow_schema().fields(),
+            &["cloudtrail".into()],
+        );
         statement.to_string()
     }
 
@@ -687,6 +726,14 @@ mod tests {
         assert_eq!(
             rewritten("SELECT x.arn FROM cloudtrail AS c, UNNEST(c.resources) AS u(x)"),
             "SELECT x.ARN FROM (SELECT *, unnest(c.resources) AS x FROM cloudtrail AS c) AS c"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT cloudtrail_logs.eventname FROM cloudtrail_logs \
+                 JOIN Cloudtrail_Logs_My_Bucket AS b ON b.eventid = cloudtrail_logs.eventid"
+            ),
+            "SELECT cloudtrail_logs.eventName FROM cloudtrail AS cloudtrail_logs \
+             JOIN cloudtrail AS b ON b.eventID = cloudtrail_logs.eventID"
         );
         // Quoted names are exact; names of nothing stay, for DataFusion to name in its error.
         assert_eq!(

@@ -88,7 +88,20 @@ pub async fn sql(
         Ok(table) => table.schema().fields().clone(),
         Err(_) => Fields::empty(),
     };
-    dialect::rewrite(&mut statement, &columns);
+    let tables: Vec<String> = ctx
+        .catalog_names()
+        .into_iter()
+        .filter_map(|c| ctx.catalog(&c))
+        .flat_map(|catalog| {
+            let schemas = catalog.schema_names();
+            schemas
+                .into_iter()
+                .filter_map(|s| catalog.schema(&s))
+                .flat_map(|schema| schema.table_names())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    dialect::rewrite(&mut statement, &columns, &tables);
     let plan = state.statement_to_plan(statement).await?;
     ctx.execute_logical_plan(plan).await
 }
