@@ -256,6 +256,12 @@ fn metric(analyzed: &str, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// That the `EXPLAIN ANALYZE` text `analyzed` shows metric `name` at `value`.
+#[track_caller]
+fn assert_metric(analyzed: &str, name: &str, value: &str) {
+    assert_eq!(metric(analyzed, name).as_deref(), Some(value), "{analyzed}");
+}
+
 /// The answer to `sql` as a printed table.
 async fn answer(ctx: &SessionContext, sql: &str) -> String {
     let batches = trailql_sql::sql(ctx, sql)
@@ -659,11 +665,7 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
     assert!(plan.contains("(by text id)"), "{plan}");
     // 6,154 user agents are counted by id too (not in lanes: too many).
     let analyzed = analyze(&cached, queries[11]).await;
-    assert_eq!(
-        metric(&analyzed, "counted_by_id").as_deref(),
-        Some("160.0 K"),
-        "{analyzed}"
-    );
+    assert_metric(&analyzed, "counted_by_id", "160.0 K");
     // The filter is taken into the count, which counts the cached batches by their ids.
     let plan = explain(&cached, queries[1]).await;
     assert!(
@@ -671,11 +673,7 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
         "{plan}"
     );
     let analyzed = analyze(&cached, queries[1]).await;
-    assert_eq!(
-        metric(&analyzed, "counted_by_id").as_deref(),
-        Some("32.00 K"),
-        "{analyzed}"
-    );
+    assert_metric(&analyzed, "counted_by_id", "32.00 K");
     // An address per row gets no ids: the count is handed over, the filter kept.
     let plan = explain(&cached, queries[3]).await;
     assert!(
@@ -683,16 +681,8 @@ async fn counts_by_the_caches_text_ids_answer_as_parquet_does() {
         "{plan}"
     );
     let analyzed = analyze(&cached, queries[3]).await;
-    assert_eq!(
-        metric(&analyzed, "handed_over").as_deref(),
-        Some("2"),
-        "{analyzed}"
-    );
-    assert_eq!(
-        metric(&analyzed, "counted_by_id").as_deref(),
-        Some("0"),
-        "{analyzed}"
-    );
+    assert_metric(&analyzed, "handed_over", "2");
+    assert_metric(&analyzed, "counted_by_id", "0");
 }
 
 /// Random draws for generated queries, the same for a seed.
