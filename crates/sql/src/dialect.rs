@@ -14,12 +14,13 @@
 //! - **Athena's `date_add('day', -7, now())`** is `(now() + INTERVAL '-7 day')` (for a unit and
 //!   a number written in the query).
 //! - **Presto's functions under other names**: `count_if`, `arbitrary`, `approx_percentile`,
-//!   `to_iso8601`, `regexp_extract`, `date_diff` (units of fixed length) are the DataFusion
-//!   SQL they are (see [`presto`]).
+//!   `to_iso8601`, `regexp_extract`, `date_diff`, `year(t)` and the other parts of a time,
+//!   `split`, `json_array_length`, and the time formats of `date_parse`, `date_format`,
+//!   `parse_datetime` and `format_datetime` are the DataFusion SQL they are (see [`presto`]).
 //! - **Athena's `CROSS JOIN UNNEST(resources) AS t(r)`** (DataFusion cannot plan a list of the
 //!   table it joins) is a subquery with `unnest(resources) AS r`.
 //! - **Athena's `element_at(list, i)`** is `array_element(list, i)` (DataFusion's
-//!   `element_at` is for maps).
+//!   `element_at` is for maps), and `contains(list, x)` is `array_has(list, x)`.
 //! - **A field named with a dot after a subscript or a function**, `resources[1].ARN`,
 //!   `element_at(resources, 1).arn` (DataFusion plans `resources[1]['ARN']` and
 //!   `resources[1].'ARN'` only): the name is made a quoted string.
@@ -45,6 +46,7 @@ pub(crate) fn rewrite(statement: &mut Statement, columns: &Fields, tables: &[Str
         tables,
         unnested: HashMap::new(),
         unnest_tables: HashMap::new(),
+        select_items: Vec::new(),
     };
     match statement {
         Statement::Statement(inner) => {
@@ -71,6 +73,9 @@ struct Rewrite<'a> {
     /// The names of `UNNEST` tables made columns of the table they unnested, with its name:
     /// `t.r` is `cloudtrail.r` (see [`Rewrite::cross_join_unnest`]).
     unnest_tables: HashMap<String, Ident>,
+    /// For each `SELECT` being rewritten (innermost last), the functions its unnamed items call
+    /// and their text as written (see [`Rewrite::name_translated_items`]).
+    select_items: Vec<Vec<Option<(String, String)>>>,
 }
 
 /// The names `statement` gives to elements of unnested lists of structs, wherever they are
@@ -149,6 +154,18 @@ impl VisitorMut for Rewrite<'_> {
             }
         }
         self.cross_join_unnest(select);
+        let items = select.projection.iter().map(|item| match item {
+            SelectItem::UnnamedExpr(Expr::Function(f)) => {
+                Some((f.name.to_string().to_ascii_lowercase(), f.to_string()))
+            }
+            _ => None,
+        });
+        self.select_items.push(items.collect());
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        self.name_translated_items(select);
         ControlFlow::Continue(())
     }
 
@@ -208,7 +225,7 @@ impl VisitorMut for Rewrite<'_> {
             }
             Expr::Function(function) => {
                 athena_json(function);
-                self.element_at_of_list(function);
+                self.list_functions(function);
                 if let Some(timestamp) = self.iso8601_timestamp(function) {
                     *expr = timestamp;
                 } else if let Some(sum) = date_add(function) {
@@ -224,6 +241,29 @@ impl VisitorMut for Rewrite<'_> {
 }
 
 impl Rewrite<'_> {
+    /// An unnamed item of `select` that called a function translated into other SQL is named
+    /// as it was written: `date(eventtime)` (a cast) would otherwise be named as `eventTime`
+    /// is, and two items of one name are an error.
+    fn name_translated_items(&mut self, select: &mut Select) {
+        let Some(items) = self.select_items.pop() else {
+            return;
+        };
+        for (item, before) in select.projection.iter_mut().zip(items) {
+            let Some((name, text)) = before else { continue };
+            let SelectItem::UnnamedExpr(expr) = item else {
+                continue;
+            };
+            let same =
+                matches!(expr, Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case(&name));
+            if !same {
+                *item = SelectItem::ExprWithAlias {
+                    expr: expr.clone(),
+                    alias: Ident::with_quote('"', text),
+                };
+            }
+        }
+    }
+
     /// Athena's and Trino's `FROM t CROSS JOIN UNNEST(t.list) AS u(x)` (or `FROM t,
     /// UNNEST(t.list) AS u(x)`), which DataFusion cannot plan (the list is an outer reference),
     /// is `FROM (SELECT *, unnest(t.list) AS x FROM t) AS t`: a row per element, and none for a
@@ -385,12 +425,15 @@ impl Rewrite<'_> {
         }
     }
 
-    /// Athena's `element_at(list, i)` (DataFusion's is for maps) is `array_element(list, i)`.
-    fn element_at_of_list(&self, function: &mut ast::Function) {
-        if let Some([list, _]) = arguments(function, &["element_at"]).as_deref()
-            && self.type_of(list).and_then(list_item).is_some()
-        {
-            rename(function, "array_element");
+    /// Athena's `element_at(list, i)` (DataFusion's is for maps) is `array_element(list, i)`,
+    /// and its `contains(list, x)` (DataFusion's is for text) `array_has(list, x)`.
+    fn list_functions(&self, function: &mut ast::Function) {
+        for (presto, datafusion) in [("element_at", "array_element"), ("contains", "array_has")] {
+            if let Some([list, _]) = arguments(function, &[presto]).as_deref()
+                && (self.type_of(list).and_then(list_item).is_some() || makes_list(list))
+            {
+                rename(function, datafusion);
+            }
         }
     }
 
@@ -401,6 +444,28 @@ impl Rewrite<'_> {
             return None;
         };
         list_item(self.type_of(list)?)
+    }
+}
+
+/// Whether `expr` is an array written out or a call of a function that returns one (`split`,
+/// as rewritten, `regexp_match`, `array_agg`...).
+fn makes_list(expr: &Expr) -> bool {
+    const LIST_FUNCTIONS: [&str; 9] = [
+        "string_to_array",
+        "split",
+        "regexp_match",
+        "array_agg",
+        "make_array",
+        "array_distinct",
+        "array_sort",
+        "array_slice",
+        "json_object_keys",
+    ];
+    match expr {
+        Expr::Array(_) => true,
+        Expr::Nested(inner) => makes_list(inner),
+        Expr::Function(f) => arguments(f, &LIST_FUNCTIONS).is_some(),
+        _ => false,
     }
 }
 
@@ -466,11 +531,12 @@ fn list_item(t: &DataType) -> Option<&DataType> {
 }
 
 /// `json_extract_scalar(j, '$.a[0]')` -> `json_as_text(j, 'a', 0)`; `json_extract` ->
-/// `json_get_json`. Left as written when the path is not a literal JSONPath of keys and indexes.
+/// `json_get_json`; `json_size` -> `json_length`. Left as written when the path is not a literal JSONPath of keys and indexes.
 fn athena_json(function: &mut ast::Function) {
     let functions = [
         ("json_extract_scalar", "json_as_text"),
         ("json_extract", "json_get_json"),
+        ("json_size", "json_length"),
     ];
     let Some((target, args)) = functions
         .into_iter()
@@ -563,7 +629,12 @@ fn date_add(function: &ast::Function) -> Option<Expr> {
 
 /// Presto's (Athena's) functions that DataFusion has under another name or shape, as that SQL:
 /// `count_if(c)`, `arbitrary(x)`, `approx_percentile(x, p)`, `to_iso8601(t)`,
-/// `regexp_extract(s, pattern[, group])` and `date_diff(unit, a, b)` for units of fixed length.
+/// `regexp_extract(s, pattern[, group])`, `date_diff(unit, a, b)`, the parts of a time
+/// (`year(t)` to `second(t)`, `day_of_week`, `day_of_year`, `quarter`, `week`), `split(s, d)`,
+/// `json_array_length`, `json_parse` and `json_format` (JSON is text here), `if`, `date`,
+/// `last_day_of_month`, `at_timezone`, `typeof`, `every`, `max_by`, `min_by`, and the time
+/// formats of `date_parse`, `date_format`, `parse_datetime` and `format_datetime` (for a
+/// format written in the query).
 fn presto(function: &ast::Function) -> Option<Expr> {
     if function.over.is_some() || function.filter.is_some() {
         return None;
@@ -585,30 +656,239 @@ fn presto(function: &ast::Function) -> Option<Expr> {
         ("regexp_extract", [s, pattern, group]) => {
             format!("array_element(regexp_match({s}, concat('(', {pattern}, ')')), {group} + 1)")
         }
-        ("date_diff", [unit, a, b]) => {
-            let Expr::Value(ValueWithSpan {
-                value: Value::SingleQuotedString(unit),
-                ..
-            }) = unit
-            else {
-                return None;
+        ("date_diff", [unit, a, b]) => date_diff(&text_literal(unit)?, a, b)?,
+        (
+            "year" | "quarter" | "month" | "week" | "week_of_year" | "day" | "day_of_month"
+            | "day_of_year" | "doy" | "hour" | "minute" | "second",
+            [t],
+        ) => {
+            let part = match name.as_str() {
+                "week_of_year" => "week",
+                "day_of_month" => "day",
+                "day_of_year" => "doy",
+                part => part,
             };
-            let seconds = match unit.to_ascii_lowercase().as_str() {
-                "millisecond" => 0.001,
-                "second" => 1.0,
-                "minute" => 60.0,
-                "hour" => 3_600.0,
-                "day" => 86_400.0,
-                "week" => 604_800.0,
-                _ => return None,
-            };
+            format!("CAST(date_part('{part}', {t}) AS BIGINT)")
+        }
+        // ISO's numbering, as Presto's: Monday is 1, Sunday 7.
+        ("day_of_week" | "dow", [t]) => {
+            format!("((CAST(date_part('dow', {t}) AS BIGINT) + 6) % 7 + 1)")
+        }
+        ("split", [s, delimiter]) => format!("string_to_array({s}, {delimiter})"),
+        ("if", [condition, then]) => format!("CASE WHEN {condition} THEN {then} END"),
+        ("if", [condition, then, otherwise]) => {
+            format!("CASE WHEN {condition} THEN {then} ELSE {otherwise} END")
+        }
+        // A cast would be named as `t` is (`GROUP BY date(t), t` would make two `t`).
+        ("date", [t]) => format!("arrow_cast({t}, 'Date32')"),
+        ("last_day_of_month", [t]) => {
             format!(
-                "CAST(trunc((date_part('epoch', {b}) - date_part('epoch', {a})) / {seconds:?}) AS BIGINT)"
+                "CAST(date_trunc('month', {t}) + INTERVAL '1 month' - INTERVAL '1 day' AS DATE)"
             )
+        }
+        ("at_timezone", [t, zone]) => format!("({t} AT TIME ZONE {zone})"),
+        ("typeof", [x]) => format!("arrow_typeof({x})"),
+        ("every", [condition]) => format!("bool_and({condition})"),
+        ("max_by", [x, by]) => format!("first_value({x} ORDER BY {by} DESC NULLS LAST)"),
+        ("min_by", [x, by]) => format!("first_value({x} ORDER BY {by} ASC NULLS LAST)"),
+        ("json_array_length", [json]) => format!("json_length({json})"),
+        ("json_parse" | "json_format", [json]) => format!("({json})"),
+        ("date_parse", [s, format]) => {
+            let format = mysql_format(&text_literal(format)?)?;
+            format!("to_timestamp({s}, {})", quoted(&format))
+        }
+        // DataFusion's `date_format` is `to_char`, whose formats are chrono's: a format is read
+        // as Presto's (MySQL's) when it names minutes or seconds the MySQL way, `%i` or `%s`.
+        ("date_format", [t, format]) => {
+            let format = text_literal(format)?;
+            if !(format.contains("%i") || format.contains("%s")) {
+                return None;
+            }
+            format!("to_char({t}, {})", quoted(&mysql_format(&format)?))
+        }
+        ("parse_datetime", [s, format]) => {
+            let format = joda_format(&text_literal(format)?)?;
+            format!("to_timestamp({s}, {})", quoted(&format))
+        }
+        ("format_datetime", [t, format]) => {
+            let format = joda_format(&text_literal(format)?)?;
+            format!("to_char({t}, {})", quoted(&format))
         }
         _ => return None,
     };
     parse_expr(&sql)
+}
+
+/// Presto's `date_diff(unit, a, b)`: whole units from `a` to `b`, towards zero. Units of fixed
+/// length by the seconds between; months (quarters, years) counted on the calendar, less one
+/// when the day and time of `b` have not reached `a`'s (`a` plus the months is after `b`).
+fn date_diff(unit: &str, a: &Expr, b: &Expr) -> Option<String> {
+    let seconds = match unit.to_ascii_lowercase().as_str() {
+        "millisecond" => 0.001,
+        "second" => 1.0,
+        "minute" => 60.0,
+        "hour" => 3_600.0,
+        "day" => 86_400.0,
+        "week" => 604_800.0,
+        "month" => return Some(months_between(a, b)),
+        "quarter" => return Some(format!("({} / 3)", months_between(a, b))),
+        "year" => return Some(format!("({} / 12)", months_between(a, b))),
+        _ => return None,
+    };
+    Some(format!(
+        "CAST(trunc((date_part('epoch', {b}) - date_part('epoch', {a})) / {seconds:?}) AS BIGINT)"
+    ))
+}
+
+fn months_between(a: &Expr, b: &Expr) -> String {
+    let part = |p: &str, t: &Expr| format!("CAST(date_part('{p}', {t}) AS BIGINT)");
+    let m = format!(
+        "(({} - {}) * 12 + {} - {})",
+        part("year", b),
+        part("year", a),
+        part("month", b),
+        part("month", a)
+    );
+    let plus_m = format!("{a} + CAST(concat({m}, ' month') AS INTERVAL)");
+    format!(
+        "(CASE WHEN {m} > 0 AND {plus_m} > {b} THEN {m} - 1 \
+         WHEN {m} < 0 AND {plus_m} < {b} THEN {m} + 1 ELSE {m} END)"
+    )
+}
+
+/// The text of a single-quoted string literal.
+fn text_literal(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(text),
+            ..
+        }) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// `text` as a SQL string literal.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A Presto (MySQL) time format as chrono's; `None` for a specifier chrono has no match for.
+fn mysql_format(format: &str) -> Option<String> {
+    let mut out = String::with_capacity(format.len() + 8);
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        out.push_str(match chars.next()? {
+            'a' => "%a",
+            'b' => "%b",
+            'c' => "%-m",
+            'd' => "%d",
+            'e' => "%-d",
+            'f' => "%6f",
+            'H' => "%H",
+            'h' | 'I' => "%I",
+            'i' => "%M",
+            'j' => "%j",
+            'k' => "%-H",
+            'l' => "%-I",
+            'M' => "%B",
+            'm' => "%m",
+            'p' => "%p",
+            'r' => "%I:%M:%S %p",
+            'S' | 's' => "%S",
+            'T' => "%H:%M:%S",
+            'U' => "%U",
+            'u' => "%W",
+            'W' => "%A",
+            'Y' => "%Y",
+            'y' => "%y",
+            '%' => "%%",
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+/// A Joda time format (Presto's `format_datetime`) as chrono's: letters in runs (`yyyy`, `MM`,
+/// `HH`...), text in single quotes kept; `None` for a letter chrono has no match for.
+fn joda_format(format: &str) -> Option<String> {
+    let chars: Vec<char> = format.chars().collect();
+    let mut out = String::with_capacity(format.len() + 8);
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            // Quoted text; '' is a quote.
+            let mut j = i + 1;
+            if chars.get(j) == Some(&'\'') {
+                out.push('\'');
+                i = j + 1;
+                continue;
+            }
+            while j < chars.len() {
+                if chars[j] == '\'' {
+                    if chars.get(j + 1) == Some(&'\'') {
+                        out.push('\'');
+                        j += 2;
+                        continue;
+                    }
+                    break;
+                }
+                if chars[j] == '%' {
+                    out.push('%');
+                }
+                out.push(chars[j]);
+                j += 1;
+            }
+            i = j + 1;
+            continue;
+        }
+        if !c.is_ascii_alphabetic() {
+            if c == '%' {
+                out.push('%');
+            }
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let mut n = 1;
+        while chars.get(i + n) == Some(&c) {
+            n += 1;
+        }
+        out.push_str(match (c, n) {
+            ('y' | 'Y', 2) => "%y",
+            ('y' | 'Y', _) => "%Y",
+            ('M', 1) => "%-m",
+            ('M', 2) => "%m",
+            ('M', 3) => "%b",
+            ('M', _) => "%B",
+            ('d', 1) => "%-d",
+            ('d', _) => "%d",
+            ('D', _) => "%j",
+            ('H', 1) => "%-H",
+            ('H', _) => "%H",
+            ('h', 1) => "%-I",
+            ('h', _) => "%I",
+            ('m', 1) => "%-M",
+            ('m', _) => "%M",
+            ('s', 1) => "%-S",
+            ('s', _) => "%S",
+            ('S', 3) => "%3f",
+            ('S', 6) => "%6f",
+            ('S', 9) => "%9f",
+            ('a', _) => "%p",
+            ('E', 1..=3) => "%a",
+            ('E', _) => "%A",
+            ('Z', 1) => "%z",
+            ('Z', _) => "%:z",
+            _ => return None,
+        });
+        i += n;
+    }
+    Some(out)
 }
 
 /// An expression written as SQL, as the parser reads it.
@@ -672,6 +952,58 @@ mod tests {
             &["cloudtrail".into()],
         );
         statement.to_string()
+    }
+
+    #[test]
+    fn mysql_and_joda_time_formats_are_written_as_chrono_formats() {
+        assert_eq!(
+            mysql_format("%Y-%m-%d %H:%i:%s.%f").as_deref(),
+            Some("%Y-%m-%d %H:%M:%S.%6f")
+        );
+        assert_eq!(
+            mysql_format("%W %M %e, %c/%d %h%p %T %r 100%%").as_deref(),
+            Some("%A %B %-d, %-m/%d %I%p %H:%M:%S %I:%M:%S %p 100%%")
+        );
+        assert_eq!(mysql_format("%D"), None);
+        assert_eq!(mysql_format("%"), None);
+        assert_eq!(
+            joda_format("yyyy-MM-dd'T'HH:mm:ss.SSSZ").as_deref(),
+            Some("%Y-%m-%dT%H:%M:%S.%3f%z")
+        );
+        assert_eq!(
+            joda_format("EEEE, d MMMM yy h:m a 'o''clock' 5%").as_deref(),
+            Some("%A, %-d %B %y %-I:%-M %p o'clock 5%%")
+        );
+        assert_eq!(joda_format("yyyy-ww"), None);
+    }
+
+    #[test]
+    fn presto_functions_are_written_as_datafusion_sql() {
+        assert_eq!(
+            rewritten("SELECT 1 FROM t WHERE year(eventTime) = day_of_week(t) + split(a, '/')"),
+            "SELECT 1 FROM t WHERE CAST(date_part('year', eventTime) AS BIGINT) = \
+             ((CAST(date_part('dow', t) AS BIGINT) + 6) % 7 + 1) + string_to_array(a, '/')"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT 1 FROM t WHERE date_parse(s, '%d/%m/%Y %H:%i') = date_format(t, '%H:%M')"
+            ),
+            "SELECT 1 FROM t WHERE to_timestamp(s, '%d/%m/%Y %H:%M') = date_format(t, '%H:%M')"
+        );
+        // An item of the projection that was translated is named as it was written, and only
+        // such an item.
+        assert_eq!(
+            rewritten(
+                "SELECT element_at(split(a, '/'), -1), element_at(m, 'k'), lower(eventname), date(t) AS d FROM t"
+            ),
+            "SELECT array_element(string_to_array(a, '/'), -1) AS \"element_at(split(a, '/'), -1)\", \
+             element_at(m, 'k'), lower(eventName), arrow_cast(t, 'Date32') AS d FROM t"
+        );
+        // A format that is not written in the query is left to the function as it is.
+        assert_eq!(
+            rewritten("SELECT date_parse(s, f), json_size(j, p) FROM t"),
+            "SELECT date_parse(s, f), json_size(j, p) FROM t"
+        );
     }
 
     #[test]
@@ -752,7 +1084,7 @@ mod tests {
             rewritten(
                 r#"SELECT json_extract_scalar(requestparameters, '$.bucketName'), JSON_EXTRACT(responseElements, '$.a[0]["b c"]') FROM t"#
             ),
-            r#"SELECT json_as_text(requestParameters, 'bucketName'), json_get_json(responseElements, 'a', 0, 'b c') FROM t"#
+            r#"SELECT json_as_text(requestParameters, 'bucketName') AS "json_extract_scalar(requestparameters, '$.bucketName')", json_get_json(responseElements, 'a', 0, 'b c') AS "JSON_EXTRACT(responseElements, '$.a[0][""b c""]')" FROM t"#
         );
         // What is no path of keys and indexes is left for DataFusion to refuse.
         assert_eq!(
@@ -764,23 +1096,25 @@ mod tests {
                 "SELECT from_iso8601_timestamp(eventtime), from_iso8601_timestamp(x) FROM t \
                  WHERE from_iso8601_timestamp(cloudtrail.eventtime) > now()"
             ),
-            "SELECT eventTime, to_timestamp(x) FROM t WHERE cloudtrail.eventTime > now()"
+            "SELECT eventTime AS \"from_iso8601_timestamp(eventtime)\", to_timestamp(x) AS \"from_iso8601_timestamp(x)\" FROM t WHERE cloudtrail.eventTime > now()"
         );
         assert_eq!(
             rewritten(
                 "SELECT date_add('day', -7, now()), date_add('Hour', 2, eventtime), date_add('day', x, now()) FROM t"
             ),
-            "SELECT (now() + INTERVAL '-7 day'), (eventTime + INTERVAL '2 hour'), date_add('day', x, now()) FROM t"
+            "SELECT (now() + INTERVAL '-7 day') AS \"date_add('day', -7, now())\", \
+             (eventTime + INTERVAL '2 hour') AS \"date_add('Hour', 2, eventtime)\", \
+             date_add('day', x, now()) FROM t"
         );
         assert_eq!(
             rewritten(
-                "SELECT count_if(errorcode IS NOT NULL), regexp_extract(useragent, '^[^/]+', 0), \
-                 date_diff('hour', a, b), to_iso8601(eventtime), count_if(x) OVER () FROM t"
+                "SELECT count_if(errorcode IS NOT NULL) AS a, regexp_extract(useragent, '^[^/]+', 0) AS b, \
+                 date_diff('hour', a, b) AS c, to_iso8601(eventtime) AS d, count_if(x) OVER () FROM t"
             ),
-            "SELECT count(CASE WHEN errorCode IS NOT NULL THEN 1 END), \
-             array_element(regexp_match(userAgent, concat('(', '^[^/]+', ')')), 0 + 1), \
-             CAST(trunc((date_part('epoch', b) - date_part('epoch', a)) / 3600.0) AS BIGINT), \
-             to_char(eventTime, '%Y-%m-%dT%H:%M:%S%.3fZ'), count_if(x) OVER () FROM t"
+            "SELECT count(CASE WHEN errorCode IS NOT NULL THEN 1 END) AS a, \
+             array_element(regexp_match(userAgent, concat('(', '^[^/]+', ')')), 0 + 1) AS b, \
+             CAST(trunc((date_part('epoch', b) - date_part('epoch', a)) / 3600.0) AS BIGINT) AS c, \
+             to_char(eventTime, '%Y-%m-%dT%H:%M:%S%.3fZ') AS d, count_if(x) OVER () FROM t"
         );
         assert_eq!(json_path("$"), Some(vec![]));
         assert_eq!(
