@@ -98,6 +98,10 @@ impl Decoder {
         data: &[u8],
         out: &mut BatchBuilder,
     ) -> Result<Decoded, IngestError> {
+        if let Some(text) = utf16_to_utf8(data) {
+            // Saved by a Windows tool (PowerShell's `Out-File`): read as the UTF-8 it holds.
+            return self.decode_file(file, text.as_bytes(), out);
+        }
         let body = trim_start(data);
         let offset = data.len() - body.len();
         let mut decoded = Decoded::default();
@@ -441,6 +445,29 @@ fn snippet(src: &[u8], at: usize) -> String {
         .replace('`', "'")
 }
 
+/// The text of a file in UTF-16 (with a byte-order mark, or JSON's `{` or `[` as its first
+/// two bytes), as UTF-8; `None` for any other file, or UTF-16 that is no text.
+fn utf16_to_utf8(data: &[u8]) -> Option<String> {
+    let little_endian = match data {
+        [0xFF, 0xFE, ..] | [b'{' | b'[', 0, ..] => true,
+        [0xFE, 0xFF, ..] | [0, b'{' | b'[', ..] => false,
+        _ => return None,
+    };
+    if !data.len().is_multiple_of(2) {
+        return None;
+    }
+    let units = data.chunks_exact(2).map(|pair| {
+        let pair = [pair[0], pair[1]];
+        if little_endian {
+            u16::from_le_bytes(pair)
+        } else {
+            u16::from_be_bytes(pair)
+        }
+    });
+    let text: String = char::decode_utf16(units).collect::<Result<_, _>>().ok()?;
+    Some(text.strip_prefix('\u{FEFF}').unwrap_or(&text).to_string())
+}
+
 fn trim_start(data: &[u8]) -> &[u8] {
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
     let n = data.iter().take_while(|b| b.is_ascii_whitespace()).count();
@@ -682,8 +709,19 @@ impl<'a, 'n> Walk<'a, 'n> {
                 self.t += 1;
                 self.s += 1;
                 let mut found = false;
+                let mut records_not_array = None;
                 for _ in 0..len {
                     let key = self.key();
+                    if key == "Records" && !matches!(self.nodes[self.t], Node::Array { .. }) {
+                        records_not_array = Some(match self.nodes[self.t] {
+                            Node::Object { .. } => "an object",
+                            Node::String(_) => "a string",
+                            Node::Static(StaticNode::Null) => "null",
+                            Node::Static(StaticNode::Bool(_)) => "a boolean",
+                            Node::Static(_) => "a number",
+                            Node::Array { .. } => unreachable!(),
+                        });
+                    }
                     if key == "Records"
                         && matches!(self.nodes[self.t], Node::Array { .. })
                         && !found
@@ -706,13 +744,16 @@ impl<'a, 'n> Walk<'a, 'n> {
                     }
                     self.s += 1;
                 }
-                match (found, top_level) {
-                    (true, _) => Ok(()),
-                    (false, true) => Err(DocError::NotEvents(format!(
+                match (found, records_not_array, top_level) {
+                    (true, _, _) => Ok(()),
+                    (false, Some(kind), _) => Err(DocError::NotEvents(format!(
+                        "\"Records\" is {kind}, not an array of events"
+                    ))),
+                    (false, None, true) => Err(DocError::NotEvents(format!(
                         "an object with keys {} and no \"Records\" array",
                         top_keys(self.nodes).join(", ")
                     ))),
-                    (false, false) => Err(DocError::NotEvents(
+                    (false, None, false) => Err(DocError::NotEvents(
                         "no eventTime, eventName, eventSource or eventID".into(),
                     )),
                 }
@@ -1586,6 +1627,30 @@ mod tests {
         );
         let list = b.column_by_name("resources").unwrap().as_list::<i32>();
         assert_eq!(list.value(0).len(), 2);
+    }
+
+    #[test]
+    fn a_file_in_utf16_is_read_as_the_text_it_holds() {
+        let text = r#"{"Records":[{"eventID":"e1","eventName":"GetObject \u00e9 é"}]}"#;
+        let le: Vec<u8> = [0xFEFF]
+            .into_iter()
+            .chain(text.encode_utf16())
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let be_without_bom: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        for data in [le, be_without_bom] {
+            let mut out = BatchBuilder::new(16);
+            let decoded = Decoder::new().decode_file("f", &data, &mut out).unwrap();
+            assert_eq!(decoded.records, 1);
+            let batch = out.flush().pop().unwrap();
+            let names = batch
+                .column_by_name("eventName")
+                .unwrap()
+                .as_string::<i32>();
+            assert_eq!(names.value(0), "GetObject é é");
+        }
+        assert_eq!(utf16_to_utf8(b"{\"Records\":[]}"), None);
+        assert_eq!(utf16_to_utf8(&[0xFF, 0xFE, 0x00, 0xD8]), None); // a lone surrogate
     }
 
     #[test]

@@ -29,6 +29,10 @@ const FIRST_RATIO: usize = 32;
 /// The most deflate can expand its input.
 const MAX_DEFLATE_RATIO: usize = 1032;
 
+/// Layers of gzip inflated, one inside the other: a trail file gzipped again on its way (by a
+/// copy that compressed what it stored) is read; deeper is no trail file.
+pub const MAX_LAYERS: usize = 3;
+
 /// Whether `data` starts with the gzip magic bytes.
 pub fn is_gzip(data: &[u8]) -> bool {
     data.starts_with(&[0x1f, 0x8b])
@@ -65,8 +69,27 @@ impl Inflater {
         }
     }
 
-    /// Inflate all gzip members of `data` into `out` (cleared first), up to `limit` bytes.
+    /// Inflate all gzip members of `data` into `out` (cleared first), up to `limit` bytes. What
+    /// inflates to gzip again (a file compressed twice on its way) is inflated again, up to
+    /// [`MAX_LAYERS`] deep.
     pub fn gunzip(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), InflateError> {
+        self.gunzip_members(data, out, limit)?;
+        for _ in 1..MAX_LAYERS {
+            if !is_gzip(out) {
+                break;
+            }
+            let outer = std::mem::take(out);
+            self.gunzip_members(&outer, out, limit)?;
+        }
+        Ok(())
+    }
+
+    fn gunzip_members(
         &mut self,
         data: &[u8],
         out: &mut Vec<u8>,
@@ -177,6 +200,21 @@ impl Inflater {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_file_gzipped_twice_is_inflated_twice_and_no_deeper_than_the_layers_allowed() {
+        let mut data = b"{\"Records\":[]}".to_vec();
+        let mut out = Vec::new();
+        for layer in 1..=MAX_LAYERS + 1 {
+            data = gz(&data);
+            Inflater::new().gunzip(&data, &mut out, 1 << 20).unwrap();
+            if layer <= MAX_LAYERS {
+                assert_eq!(out, b"{\"Records\":[]}", "{layer} layers");
+            } else {
+                assert!(is_gzip(&out), "{layer} layers");
+            }
+        }
+    }
 
     fn gz(data: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
