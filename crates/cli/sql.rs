@@ -46,7 +46,7 @@ pub struct SourceArgs {
 /// The table is `cloudtrail` (Athena's `cloudtrail_logs` names it too); identifiers keep their
 /// case, so `eventName` and `userIdentity.arn` work unquoted, and Athena's lower-case names
 /// (`eventname`, `useridentity.arn`) name the same columns. JSON payloads:
-/// `requestParameters->>'bucketName'`,
+/// `requestParameters->>'bucketName'`, `responseElements.role.arn` (keys as written),
 /// `json_get_str(responseElements, 'role', 'arn')`, or Athena's `json_extract_scalar(
 /// requestparameters, '$.bucketName')`. trailql's functions: principal(), arn_account(),
 /// arn_service(), ip_in_cidr() and more (`trailql shell`, then `\functions`).
@@ -262,7 +262,7 @@ pub fn shell(args: ShellArgs) -> anyhow::Result<u8> {
                 "\\q" | "\\quit" => break,
                 "\\?" | "\\h" | "\\help" => {
                     println!(
-                        "\\d [table]   describe the table (columns and types)\n\\dt          list tables\n\\functions   trailql's functions\n\\timing      toggle query timing\n\\maxrows N   show at most N rows of a result (0: all; default 40)\n\\q           quit\nJSON payloads: requestParameters->>'key', json_get_str(col, 'a', 'b'), json_contains, json_length"
+                        "\\d [table]   describe the table (columns and types)\n\\dt          list tables\n\\functions   trailql's functions\n\\timing      toggle query timing\n\\maxrows N   show at most N rows of a result (0: all; default 40)\n\\q           quit\nJSON payloads: requestParameters->>'key', requestParameters.a.b, json_get_str(col, 'a', 'b'), json_contains, json_length"
                     );
                     continue;
                 }

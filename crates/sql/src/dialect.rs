@@ -21,6 +21,8 @@
 //!   table it joins) is a subquery with `unnest(resources) AS r`.
 //! - **Athena's `element_at(list, i)`** is `array_element(list, i)` (DataFusion's
 //!   `element_at` is for maps), and `contains(list, x)` is `array_has(list, x)`.
+//! - **A field of a JSON text column named as a struct's would be**, `requestParameters.
+//!   bucketName`, is `json_as_text(requestParameters, 'bucketName')` (keys as written).
 //! - **A field named with a dot after a subscript or a function**, `resources[1].ARN`,
 //!   `element_at(resources, 1).arn` (DataFusion plans `resources[1]['ARN']` and
 //!   `resources[1].'ARN'` only): the name is made a quoted string.
@@ -37,6 +39,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use trailql_schema::{FieldSpec, Kind, RECORD, UNMAPPED};
 
 /// Rewrite `statement` (see the module's text); `columns` are the `cloudtrail` table's, and
 /// `tables` the names of the session's tables.
@@ -74,8 +77,9 @@ struct Rewrite<'a> {
     /// `t.r` is `cloudtrail.r` (see [`Rewrite::cross_join_unnest`]).
     unnest_tables: HashMap<String, Ident>,
     /// For each `SELECT` being rewritten (innermost last), the functions its unnamed items call
-    /// and their text as written (see [`Rewrite::name_translated_items`]).
-    select_items: Vec<Vec<Option<(String, String)>>>,
+    /// (`None` for a name with dots) and their text as written (see
+    /// [`Rewrite::name_translated_items`]).
+    select_items: Vec<Vec<Option<(Option<String>, String)>>>,
 }
 
 /// The names `statement` gives to elements of unnested lists of structs, wherever they are
@@ -156,8 +160,9 @@ impl VisitorMut for Rewrite<'_> {
         self.cross_join_unnest(select);
         let items = select.projection.iter().map(|item| match item {
             SelectItem::UnnamedExpr(Expr::Function(f)) => {
-                Some((f.name.to_string().to_ascii_lowercase(), f.to_string()))
+                Some((Some(f.name.to_string().to_ascii_lowercase()), f.to_string()))
             }
+            SelectItem::UnnamedExpr(e @ Expr::CompoundIdentifier(_)) => Some((None, e.to_string())),
             _ => None,
         });
         self.select_items.push(items.collect());
@@ -195,6 +200,9 @@ impl VisitorMut for Rewrite<'_> {
                     parts[0] = table.clone();
                 }
                 self.path(parts);
+                if let Some(json) = self.json_field(parts) {
+                    *expr = json;
+                }
             }
             Expr::CompoundFieldAccess { root, access_chain } => {
                 let mut at = self.type_of(root);
@@ -241,9 +249,9 @@ impl VisitorMut for Rewrite<'_> {
 }
 
 impl Rewrite<'_> {
-    /// An unnamed item of `select` that called a function translated into other SQL is named
-    /// as it was written: `date(eventtime)` (a cast) would otherwise be named as `eventTime`
-    /// is, and two items of one name are an error.
+    /// An unnamed item of `select` that called a function, or named a JSON field, translated
+    /// into other SQL is named as it was written: `date(eventtime)` (a cast) would otherwise be
+    /// named as `eventTime` is, and two items of one name are an error.
     fn name_translated_items(&mut self, select: &mut Select) {
         let Some(items) = self.select_items.pop() else {
             return;
@@ -253,8 +261,11 @@ impl Rewrite<'_> {
             let SelectItem::UnnamedExpr(expr) = item else {
                 continue;
             };
-            let same =
-                matches!(expr, Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case(&name));
+            let same = match (name, &expr) {
+                (Some(name), Expr::Function(f)) => f.name.to_string().eq_ignore_ascii_case(&name),
+                (None, Expr::CompoundIdentifier(_)) => true,
+                _ => false,
+            };
             if !same {
                 *item = SelectItem::ExprWithAlias {
                     expr: expr.clone(),
@@ -401,6 +412,31 @@ impl Rewrite<'_> {
         Some(at)
     }
 
+    /// A field of a JSON text column named as a struct's would be, `requestParameters.
+    /// bucketName`: `json_as_text(requestParameters, 'bucketName')` (the keys as written: JSON's
+    /// are case-sensitive). `None` for any other name.
+    fn json_field(&self, parts: &[Ident]) -> Option<Expr> {
+        let (mut k, mut field) = parts
+            .iter()
+            .take(2)
+            .enumerate()
+            .find_map(|(i, part)| Some((i + 1, self.columns.find(&part.value)?.1)))?;
+        while !is_json_text(field) {
+            let next = parts.get(k)?;
+            field = struct_fields(field.data_type())?.find(&next.value)?.1;
+            k += 1;
+        }
+        if k == parts.len() {
+            return None;
+        }
+        let column = parts[..k].iter().map(Ident::to_string).collect::<Vec<_>>();
+        let keys = parts[k..].iter().map(|key| quoted(&key.value));
+        let args = std::iter::once(column.join("."))
+            .chain(keys)
+            .collect::<Vec<_>>();
+        parse_expr(&format!("json_as_text({})", args.join(", ")))
+    }
+
     /// Athena's `from_iso8601_timestamp(eventtime)` (its `eventtime` is text): the column itself
     /// when it is a timestamp here (so that time filters still prune), `to_timestamp(text)`
     /// otherwise.
@@ -445,6 +481,30 @@ impl Rewrite<'_> {
         };
         list_item(self.type_of(list)?)
     }
+}
+
+/// Whether `field` is one of the record's free-form JSON values kept as text (`Kind::Json`), or
+/// the unmapped column.
+fn is_json_text(field: &Field) -> bool {
+    fn json_names(specs: &[FieldSpec], names: &mut Vec<&'static str>) {
+        for spec in specs {
+            match spec.kind {
+                Kind::Json => names.push(spec.name),
+                Kind::Struct(fields) | Kind::ListOfStruct(fields) => json_names(fields, names),
+                _ => {}
+            }
+        }
+    }
+    static NAMES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        let mut names = vec![UNMAPPED];
+        json_names(RECORD, &mut names);
+        names
+    });
+    let text = matches!(
+        field.data_type(),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+    );
+    text && NAMES.contains(&field.name().as_str())
 }
 
 /// Whether `expr` is an array written out or a call of a function that returns one (`split`,
@@ -975,6 +1035,26 @@ mod tests {
             Some("%A, %-d %B %y %-I:%-M %p o'clock 5%%")
         );
         assert_eq!(joda_format("yyyy-ww"), None);
+    }
+
+    #[test]
+    fn a_field_of_a_json_column_named_with_dots_is_read_from_its_text() {
+        assert_eq!(
+            rewritten(
+                "SELECT c.requestparameters.bucketName, userIdentity.sessionContext.webIdFederationData.attributes.x.Y \
+                 FROM cloudtrail c WHERE requestParameters.a.b = 'x' AND _unmapped.k IS NULL"
+            ),
+            "SELECT json_as_text(c.requestParameters, 'bucketName') AS \"c.requestparameters.bucketName\", \
+             json_as_text(userIdentity.sessionContext.webIdFederationData.attributes, 'x', 'Y') \
+             AS \"userIdentity.sessionContext.webIdFederationData.attributes.x.Y\" \
+             FROM cloudtrail c WHERE json_as_text(requestParameters, 'a', 'b') = 'x' \
+             AND json_as_text(_unmapped, 'k') IS NULL"
+        );
+        // A text column that is no JSON, and a JSON column named alone, are left as they are.
+        assert_eq!(
+            rewritten("SELECT eventName.x, requestParameters FROM cloudtrail"),
+            "SELECT eventName.x, requestParameters FROM cloudtrail"
+        );
     }
 
     #[test]
