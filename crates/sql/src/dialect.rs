@@ -76,10 +76,16 @@ struct Rewrite<'a> {
     /// The names of `UNNEST` tables made columns of the table they unnested, with its name:
     /// `t.r` is `cloudtrail.r` (see [`Rewrite::cross_join_unnest`]).
     unnest_tables: HashMap<String, Ident>,
-    /// For each `SELECT` being rewritten (innermost last), the functions its unnamed items call
-    /// (`None` for a name with dots) and their text as written (see
+    /// For each `SELECT` being rewritten (innermost last), its unnamed items as written (see
     /// [`Rewrite::name_translated_items`]).
-    select_items: Vec<Vec<Option<(Option<String>, String)>>>,
+    select_items: Vec<Vec<Option<WrittenItem>>>,
+}
+
+/// An unnamed item of a projection as it was written.
+struct WrittenItem {
+    /// The function it calls, in lower case; `None` for a name with dots.
+    function: Option<String>,
+    text: String,
 }
 
 /// The names `statement` gives to elements of unnested lists of structs, wherever they are
@@ -159,10 +165,14 @@ impl VisitorMut for Rewrite<'_> {
         }
         self.cross_join_unnest(select);
         let items = select.projection.iter().map(|item| match item {
-            SelectItem::UnnamedExpr(Expr::Function(f)) => {
-                Some((Some(f.name.to_string().to_ascii_lowercase()), f.to_string()))
-            }
-            SelectItem::UnnamedExpr(e @ Expr::CompoundIdentifier(_)) => Some((None, e.to_string())),
+            SelectItem::UnnamedExpr(Expr::Function(f)) => Some(WrittenItem {
+                function: Some(f.name.to_string().to_ascii_lowercase()),
+                text: f.to_string(),
+            }),
+            SelectItem::UnnamedExpr(e @ Expr::CompoundIdentifier(_)) => Some(WrittenItem {
+                function: None,
+                text: e.to_string(),
+            }),
             _ => None,
         });
         self.select_items.push(items.collect());
@@ -257,11 +267,13 @@ impl Rewrite<'_> {
             return;
         };
         for (item, before) in select.projection.iter_mut().zip(items) {
-            let Some((name, text)) = before else { continue };
+            let Some(WrittenItem { function, text }) = before else {
+                continue;
+            };
             let SelectItem::UnnamedExpr(expr) = item else {
                 continue;
             };
-            let same = match (name, &expr) {
+            let same = match (function, &expr) {
                 (Some(name), Expr::Function(f)) => f.name.to_string().eq_ignore_ascii_case(&name),
                 (None, Expr::CompoundIdentifier(_)) => true,
                 _ => false,
