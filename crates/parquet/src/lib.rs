@@ -88,6 +88,31 @@ pub fn is_data_file_name(name: &str) -> bool {
     name.starts_with("part-") && name.ends_with(".parquet")
 }
 
+/// Text columns of many values in no order but their time's (principals, addresses, user
+/// agents, messages): the minimum and maximum of a page or row group span nearly all values
+/// (`arn:aws:iam::1...` to `arn:aws:sts::9...`) and prune nothing, but finding them compares
+/// every value twice. They get no statistics (their dictionaries stay).
+const FREE_TEXT: [&str; 13] = [
+    "userIdentity.principalId",
+    "userIdentity.arn",
+    "userIdentity.accessKeyId",
+    "userIdentity.userName",
+    "userIdentity.sessionContext.sessionIssuer.principalId",
+    "userIdentity.sessionContext.sessionIssuer.arn",
+    "userIdentity.sessionContext.sessionIssuer.userName",
+    "sourceIPAddress",
+    "userAgent",
+    "errorMessage",
+    "resources.list.item.ARN",
+    "tlsDetails.clientProvidedHostHeader",
+    "vpcEndpointId",
+];
+
+/// The Parquet column path of a dotted name (`userIdentity.arn`).
+fn column_path(dotted: &str) -> ColumnPath {
+    ColumnPath::new(dotted.split('.').map(str::to_string).collect())
+}
+
 /// zstd, page statistics, `eventTime` as the sorting column, and no dictionary where values are
 /// unique per event (it would only be tried and abandoned). Neither do those unique ids nor
 /// free-form JSON text (payloads, the unmapped column) get statistics: the minimum and maximum
@@ -115,6 +140,10 @@ pub fn writer_properties(options: &WriterOptions) -> WriterProperties {
         builder = builder
             .set_column_dictionary_enabled(ColumnPath::from(column), false)
             .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+    }
+    for column in FREE_TEXT {
+        builder =
+            builder.set_column_statistics_enabled(column_path(column), EnabledStatistics::None);
     }
     builder.build()
 }
@@ -148,5 +177,32 @@ mod tests {
             .unwrap();
         let idx = leaf_index("eventTime");
         assert_eq!(parquet_schema.column(idx).path().string(), "eventTime");
+    }
+
+    #[test]
+    fn free_text_columns_are_leaves_without_statistics_and_the_others_keep_theirs() {
+        let parquet_schema = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&arrow_schema())
+            .unwrap();
+        let props = writer_properties(&WriterOptions::default());
+        let leaves: Vec<ColumnPath> = parquet_schema
+            .columns()
+            .iter()
+            .map(|c| c.path().clone())
+            .collect();
+        for path in FREE_TEXT.map(column_path) {
+            assert!(leaves.contains(&path), "{path} is no leaf column");
+            assert_eq!(props.statistics_enabled(&path), EnabledStatistics::None);
+        }
+        let kept = [
+            "eventName",
+            "eventSource",
+            "errorCode",
+            "recipientAccountId",
+            "eventTime",
+        ];
+        for path in kept.map(column_path) {
+            assert_eq!(props.statistics_enabled(&path), EnabledStatistics::Page);
+        }
     }
 }
