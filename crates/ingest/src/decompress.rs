@@ -38,6 +38,61 @@ pub fn is_gzip(data: &[u8]) -> bool {
     data.starts_with(&[0x1f, 0x8b])
 }
 
+/// Whether `data` starts with the zstd frame magic bytes.
+pub fn is_zstd(data: &[u8]) -> bool {
+    data.starts_with(&[0x28, 0xB5, 0x2F, 0xFD])
+}
+
+/// The archive or compression format `data` is in, of those trailql does not open.
+pub fn archive_format(data: &[u8]) -> Option<&'static str> {
+    if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
+        Some("zip")
+    } else if data.starts_with(b"BZh") && data.get(3).is_some_and(u8::is_ascii_digit) {
+        Some("bzip2")
+    } else if data.starts_with(&[0xFD, b'7', b'z', b'X', b'Z', 0]) {
+        Some("xz")
+    } else if data.starts_with(&[b'7', b'z', 0xBC, 0xAF, 0x27, 0x1C]) {
+        Some("7z")
+    } else if data.get(257..262) == Some(b"ustar") {
+        Some("tar")
+    } else {
+        None
+    }
+}
+
+/// Decompress the zstd frames of `data` into `out` (cleared first), up to `limit` bytes.
+pub fn unzstd(data: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
+    use std::io::Read;
+    out.clear();
+    let mut decoder = match zstd::stream::read::Decoder::with_buffer(data) {
+        Ok(decoder) => decoder.take(limit as u64 + 1),
+        Err(e) => {
+            return Err(InflateError::Corrupt {
+                reason: e.to_string(),
+                prefix: Vec::new(),
+            });
+        }
+    };
+    // What is read before the damage is kept, as for gzip.
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) => {
+                return Err(InflateError::Corrupt {
+                    reason: e.to_string(),
+                    prefix: std::mem::take(out),
+                });
+            }
+        }
+    }
+    if out.len() > limit {
+        return Err(InflateError::TooLarge);
+    }
+    Ok(())
+}
+
 /// A reusable libdeflate decompressor (one per thread).
 pub struct Inflater {
     raw: NonNull<sys::libdeflate_decompressor>,
@@ -200,6 +255,40 @@ impl Inflater {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn zstd_frames_are_decompressed_up_to_the_limit_and_damage_keeps_what_came_before() {
+        let text = b"{\"Records\":[]}".repeat(1000);
+        let mut data = zstd::bulk::compress(&text[..7000], 3).unwrap();
+        data.extend(zstd::bulk::compress(&text[7000..], 3).unwrap());
+        assert!(is_zstd(&data));
+        let mut out = Vec::new();
+        unzstd(&data, &mut out, 1 << 20).unwrap();
+        assert_eq!(out, text);
+        assert!(matches!(
+            unzstd(&data, &mut out, text.len() - 1),
+            Err(InflateError::TooLarge)
+        ));
+        let cut = &data[..data.len() - 20];
+        match unzstd(cut, &mut out, 1 << 20) {
+            Err(InflateError::Corrupt { prefix, .. }) => {
+                assert!(prefix.len() >= 7000 && text.starts_with(&prefix))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn archives_trailql_does_not_open_are_named_by_their_first_bytes() {
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(archive_format(&tar), Some("tar"));
+        assert_eq!(archive_format(b"PK\x03\x04rest"), Some("zip"));
+        assert_eq!(archive_format(b"BZh91AY&SY"), Some("bzip2"));
+        assert_eq!(archive_format(b"\xFD7zXZ\x00\x00"), Some("xz"));
+        assert_eq!(archive_format(b"{\"Records\":[]}"), None);
+        assert_eq!(archive_format(b"BZh is no bzip2"), None);
+    }
 
     #[test]
     fn a_file_gzipped_twice_is_inflated_twice_and_no_deeper_than_the_layers_allowed() {

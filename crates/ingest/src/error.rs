@@ -7,13 +7,14 @@ pub enum IngestError {
     /// The file could not be listed or read.
     #[error("{file}: cannot read: {reason}")]
     Read { file: String, reason: String },
-    /// The gzip data is truncated or corrupt.
+    /// The gzip (or zstd) data is truncated or corrupt.
     #[error(
-        "{file}: corrupt or truncated gzip data ({reason}); kept the {} before the damage",
+        "{file}: corrupt or truncated {format} data ({reason}); kept the {} before the damage",
         complete_records(*.salvaged)
     )]
-    Gzip {
+    Compressed {
         file: String,
+        format: &'static str,
         reason: String,
         salvaged: usize,
     },
@@ -31,6 +32,11 @@ pub enum IngestError {
         offset: usize,
         reason: String,
     },
+    /// An archive or compression trailql does not open (zip, bzip2, xz, 7z, tar).
+    #[error(
+        "{file}: a {format} archive, which trailql does not open: unpack it first (trailql reads JSON as it is, or compressed with gzip or zstd)"
+    )]
+    Archive { file: String, format: &'static str },
     /// A bug met while decoding the file: reported, and the run goes on.
     #[error("{file}: internal error while decoding ({reason}); please report it")]
     Internal { file: String, reason: String },
@@ -60,11 +66,12 @@ impl IngestError {
     pub fn file(&self) -> &str {
         match self {
             IngestError::Read { file, .. }
-            | IngestError::Gzip { file, .. }
+            | IngestError::Compressed { file, .. }
             | IngestError::TooLarge { file, .. }
             | IngestError::Empty { file }
             | IngestError::InvalidJson { file, .. }
             | IngestError::Internal { file, .. }
+            | IngestError::Archive { file, .. }
             | IngestError::NotCloudTrail { file, .. } => file,
         }
     }
@@ -90,12 +97,14 @@ impl IngestError {
     pub fn kind(&self) -> &'static str {
         match self {
             IngestError::Read { .. } => "unreadable",
-            IngestError::Gzip { .. } => "corrupt gzip",
+            IngestError::Compressed { format: "gzip", .. } => "corrupt gzip",
+            IngestError::Compressed { .. } => "corrupt zstd",
             IngestError::TooLarge { .. } => "too large",
             IngestError::Empty { .. } => "empty",
             IngestError::InvalidJson { .. } => "invalid JSON",
             IngestError::NotCloudTrail { .. } => "not CloudTrail",
             IngestError::Internal { .. } => "internal error",
+            IngestError::Archive { .. } => "archive not opened",
         }
     }
 }

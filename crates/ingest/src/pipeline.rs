@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::decode::{
     BatchBuilder, Decoded, Decoder, documents, event_spans, looks_like_json_lines,
 };
-use crate::decompress::{InflateError, Inflater, is_gzip};
+use crate::decompress::{InflateError, Inflater, archive_format, is_gzip, is_zstd, unzstd};
 use crate::{IngestError, InputFile};
 
 /// Settings of a run.
@@ -229,9 +229,20 @@ fn read_file(
         }
     };
     report.bytes_read = data.len() as u64;
+    // The damage of compressed data (its format and what is wrong): what came before it is read.
     let mut gzip_damage = None;
-    let text: &[u8] = if is_gzip(data) {
-        match inflater.gunzip(data, inflated, options.max_file_size) {
+    let compressed = if is_gzip(data) {
+        Some((
+            "gzip",
+            inflater.gunzip(data, inflated, options.max_file_size),
+        ))
+    } else if is_zstd(data) {
+        Some(("zstd", unzstd(data, inflated, options.max_file_size)))
+    } else {
+        None
+    };
+    let text: &[u8] = if let Some((format, inflating)) = compressed {
+        match inflating {
             Ok(()) => inflated,
             Err(InflateError::TooLarge) => {
                 report.errors.push(IngestError::TooLarge {
@@ -241,7 +252,7 @@ fn read_file(
                 return report;
             }
             Err(InflateError::Corrupt { reason, prefix }) => {
-                gzip_damage = Some(reason);
+                gzip_damage = Some((format, reason));
                 *inflated = prefix;
                 inflated
             }
@@ -256,6 +267,13 @@ fn read_file(
         data
     };
     report.bytes_inflated = text.len() as u64;
+    if let Some(format) = archive_format(text) {
+        // A zip of trail files, or a tar inside gzip: named, never passed over in silence.
+        report
+            .errors
+            .push(IngestError::Archive { file: name, format });
+        return report;
+    }
     let decoded = if text.len() > SPLIT_ABOVE && gzip_damage.is_none() {
         decode_split(&name, text, tx, decoder, builder, options)
     } else {
@@ -269,13 +287,14 @@ fn read_file(
         Err(e) if gzip_damage.is_none() => report.errors.push(e),
         Err(_) => {}
     }
-    if let Some(reason) = gzip_damage {
+    if let Some((format, reason)) = gzip_damage {
         // The JSON error of the cut-off tail says nothing new: the gzip error replaces it.
         report
             .errors
             .retain(|e| !matches!(e, IngestError::InvalidJson { record: None, .. }));
-        report.errors.push(IngestError::Gzip {
+        report.errors.push(IngestError::Compressed {
             file: name,
+            format,
             reason,
             salvaged: report.records,
         });

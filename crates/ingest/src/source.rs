@@ -27,7 +27,8 @@ pub struct StoreOptions {
 /// What a file found under an input is, judged by its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
-    /// CloudTrail events (management, data, Insights, network activity, or unknown layout).
+    /// CloudTrail events (management, data, Insights, network activity, or unknown layout),
+    /// and archives (zip, tar...), read far enough to be named in an error.
     Events,
     /// A `CloudTrail-Digest` integrity file: not events.
     Digest,
@@ -297,13 +298,21 @@ pub fn classify(path: &str) -> FileKind {
         .copied()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let stem = name.strip_suffix(".gz");
+    let stem = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"));
     let name = stem.unwrap_or(&name);
+    // Archives are read far enough to be named in an error (trailql does not open them): a zip
+    // of trail files is data, not to be passed over in silence.
+    let archive = [".zip", ".bz2", ".xz", ".7z", ".tar", ".tgz"]
+        .iter()
+        .any(|e| name.ends_with(e));
     // A CloudWatch Logs export names its files `000000.gz`, `000001.gz`, ...
     let log_export = stem.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
     if name.contains("cloudtrail-digest") {
         FileKind::Digest
     } else if log_export
+        || archive
         || [".json", ".jsonl", ".ndjson"]
             .iter()
             .any(|e| name.ends_with(e))
@@ -346,6 +355,9 @@ mod tests {
         assert_eq!(classify(log_export), FileKind::Events);
         assert_eq!(classify("exports/aws-logs-write-test"), FileKind::NotJson);
         assert_eq!(classify("logs/access.log.gz"), FileKind::NotJson);
+        assert_eq!(classify("exports/events.json.zst"), FileKind::Events);
+        assert_eq!(classify("ir/trail-logs.zip"), FileKind::Events);
+        assert_eq!(classify("ir/trail-logs.tar.gz"), FileKind::Events);
     }
 
     #[test]
