@@ -173,6 +173,22 @@ fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
     )
     .unwrap();
     std::fs::write(dir.path().join("lines.jsonl"), b"{\"eventName\":\"L1\",\"eventID\":\"l1\"}\n{broken\n{\"eventName\":\"L3\",\"eventID\":\"l3\"}\n").unwrap();
+    // Read whole: gzip inside gzip, zstd, UTF-16 with a byte-order mark.
+    std::fs::write(dir.path().join("twice.json.gz"), gzip(&gz)).unwrap();
+    let zst = zstd::bulk::compress(&good_bytes, 3).unwrap();
+    std::fs::write(dir.path().join("good.json.zst"), zst).unwrap();
+    let utf16: Vec<u8> = String::from_utf8(good_bytes.clone())
+        .unwrap()
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(
+        dir.path().join("utf16.json"),
+        [&[0xFF, 0xFE][..], &utf16].concat(),
+    )
+    .unwrap();
+    // Not opened, but named: a zip of trail files.
+    std::fs::write(dir.path().join("trail-logs.zip"), b"PK\x03\x04 a zip").unwrap();
 
     let (run, dataset) = convert(&[dir.path()], &[]);
     let err = stderr(&run);
@@ -191,6 +207,7 @@ fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
         "lines.jsonl",
         "junk-after.json.gz",
         "huge-number.json record 1",
+        "trail-logs.zip: a zip archive",
     ] {
         assert!(err.contains(name), "{name} not named in: {err}");
     }
@@ -225,8 +242,9 @@ fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
         "{ids:?}"
     );
     assert!(!ids.contains(&"malformed"), "{ids:?}");
-    // Less the good file, the file with junk after its member, a, l1 and l3 (huge is apart).
-    let salvaged = ids.len() - 2 * good_events - 3;
+    // Less the good file, the file with junk after its member, the three in other encodings,
+    // a, l1 and l3 (huge is apart).
+    let salvaged = ids.len() - 5 * good_events - 3;
     assert!(
         salvaged > 0 && salvaged < good_events,
         "the truncated gzip kept {salvaged} of {good_events}"
