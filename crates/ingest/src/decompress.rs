@@ -43,9 +43,13 @@ pub fn is_zstd(data: &[u8]) -> bool {
     data.starts_with(&[0x28, 0xB5, 0x2F, 0xFD])
 }
 
-/// The archive or compression format `data` is in, of those trailql does not open.
+/// The archive or compression format `data` is in, of those trailql does not open; `None` for
+/// what starts as JSON does (text that happens to hold `ustar` at a tar header's offset).
 pub fn archive_format(data: &[u8]) -> Option<&'static str> {
-    if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
+    let first = data.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'{' | b'[')) {
+        None
+    } else if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
         Some("zip")
     } else if data.starts_with(b"BZh") && data.get(3).is_some_and(u8::is_ascii_digit) {
         Some("bzip2")
@@ -287,6 +291,10 @@ mod tests {
         assert_eq!(archive_format(b"BZh91AY&SY"), Some("bzip2"));
         assert_eq!(archive_format(b"\xFD7zXZ\x00\x00"), Some("xz"));
         assert_eq!(archive_format(b"{\"Records\":[]}"), None);
+        let mut json = b"{\"Records\":[{\"userAgent\":\"".to_vec();
+        json.resize(257, b'a');
+        json.extend_from_slice(b"ustard\"}]}");
+        assert_eq!(archive_format(&json), None);
         assert_eq!(archive_format(b"BZh is no bzip2"), None);
     }
 

@@ -603,7 +603,8 @@ fn list_item(t: &DataType) -> Option<&DataType> {
 }
 
 /// `json_extract_scalar(j, '$.a[0]')` -> `json_as_text(j, 'a', 0)`; `json_extract` ->
-/// `json_get_json`; `json_size` -> `json_length`. Left as written when the path is not a literal JSONPath of keys and indexes.
+/// `json_get_json`; `json_size` -> `json_length`. Left as written when the path is not a
+/// literal JSONPath of keys and indexes.
 fn athena_json(function: &mut ast::Function) {
     let functions = [
         ("json_extract_scalar", "json_as_text"),
@@ -663,14 +664,7 @@ fn date_add(function: &ast::Function) -> Option<Expr> {
     let [unit, amount, timestamp] = arguments(function, &["date_add"])?[..] else {
         return None;
     };
-    let Expr::Value(ValueWithSpan {
-        value: Value::SingleQuotedString(unit),
-        ..
-    }) = unit
-    else {
-        return None;
-    };
-    let unit = unit.to_ascii_lowercase();
+    let unit = text_literal(unit)?.to_ascii_lowercase();
     let amount = match amount {
         Expr::Value(ValueWithSpan {
             value: Value::Number(n, _),
@@ -812,6 +806,8 @@ fn date_diff(unit: &str, a: &Expr, b: &Expr) -> Option<String> {
     ))
 }
 
+/// Whole calendar months from `a` to `b`, towards zero, as Presto (Joda) counts them: January
+/// 31 plus one month is February 28, so one month has passed by then.
 fn months_between(a: &Expr, b: &Expr) -> String {
     let part = |p: &str, t: &Expr| format!("CAST(date_part('{p}', {t}) AS BIGINT)");
     let m = format!(
