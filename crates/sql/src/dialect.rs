@@ -11,6 +11,9 @@
 //!   'a', 'b', 0)`, `json_extract(json, '$.a')` is `json_get_json(json, 'a')`.
 //! - **Athena's `from_iso8601_timestamp(eventtime)`** is `eventTime` (a timestamp here, text in
 //!   Athena's table), and `to_timestamp(text)` for text.
+//! - **Athena's `eventtime` as text**: `eventtime LIKE '2024-03-05%'` is that day's time range,
+//!   and a timestamp matched with another pattern or cut with a text function (`substr`,
+//!   `split_part`...) is its text as CloudTrail writes it, `2024-03-05T17:04:09Z`.
 //! - **Athena's `date_add('day', -7, now())`** is `(now() + INTERVAL '-7 day')` (for a unit and
 //!   a number written in the query).
 //! - **Presto's functions under other names**: `count_if`, `arbitrary`, `approx_percentile`,
@@ -241,7 +244,32 @@ impl VisitorMut for Rewrite<'_> {
                     };
                 }
             }
+            Expr::Like {
+                negated,
+                any: false,
+                expr: text,
+                pattern,
+                escape_char: None,
+            } if self.is_timestamp(text) => {
+                *expr = match time_prefix_range(text, pattern) {
+                    Some(range) if *negated => Expr::UnaryOp {
+                        op: ast::UnaryOperator::Not,
+                        expr: Box::new(range),
+                    },
+                    Some(range) => range,
+                    None => {
+                        **text = as_athena_text(text);
+                        return ControlFlow::Continue(());
+                    }
+                };
+            }
+            Expr::ILike { expr: text, .. } | Expr::Substring { expr: text, .. }
+                if self.is_timestamp(text) =>
+            {
+                **text = as_athena_text(text);
+            }
             Expr::Function(function) => {
+                self.timestamps_as_text(function);
                 athena_json(function);
                 self.list_functions(function);
                 if let Some(timestamp) = self.iso8601_timestamp(function) {
@@ -447,6 +475,36 @@ impl Rewrite<'_> {
             .chain(keys)
             .collect::<Vec<_>>();
         parse_expr(&format!("json_as_text({})", args.join(", ")))
+    }
+
+    /// Whether `expr` names a timestamp column (or field).
+    fn is_timestamp(&self, expr: &Expr) -> bool {
+        matches!(self.type_of(expr), Some(DataType::Timestamp(..)))
+    }
+
+    /// Athena's `substr(eventtime, 1, 10)` and the like: a timestamp where a text function
+    /// takes text is its text as CloudTrail writes it, as Athena's `eventtime` is.
+    fn timestamps_as_text(&self, function: &mut ast::Function) {
+        // (`substr(t, 1, 10)` is parsed as a `SUBSTRING` expression, rewritten where it is.)
+        const TEXT_FUNCTIONS: [&str; 8] = [
+            "split_part",
+            "starts_with",
+            "strpos",
+            "left",
+            "right",
+            "regexp_like",
+            "regexp_extract",
+            "regexp_replace",
+        ];
+        if arguments(function, &TEXT_FUNCTIONS).is_none() {
+            return;
+        }
+        if let FunctionArguments::List(list) = &mut function.args
+            && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first_mut()
+            && self.is_timestamp(first)
+        {
+            *first = as_athena_text(first);
+        }
     }
 
     /// Athena's `from_iso8601_timestamp(eventtime)` (its `eventtime` is text): the column itself
@@ -824,6 +882,42 @@ fn months_between(a: &Expr, b: &Expr) -> String {
     )
 }
 
+/// A timestamp as CloudTrail writes it (`2024-03-05T17:04:09Z`), as Athena's table holds it.
+fn as_athena_text(t: &Expr) -> Expr {
+    parse_expr(&format!("to_char({t}, '%Y-%m-%dT%H:%M:%SZ')")).unwrap_or_else(|| t.clone())
+}
+
+/// Athena's `eventtime LIKE '2024-03-05%'` (text there): the time range that text prefix
+/// names, which prunes (a year, month, day, hour, minute or second; a trailing separator may be
+/// written). `None` for any other pattern.
+fn time_prefix_range(t: &Expr, pattern: &Expr) -> Option<Expr> {
+    const FIRST: &str = "0000-01-01T00:00:00Z";
+    let pattern = text_literal(pattern)?;
+    let prefix = pattern.strip_suffix('%')?;
+    if prefix.contains(['%', '_', '\\']) {
+        return None;
+    }
+    let prefix = prefix.strip_suffix(['-', 'T', ':']).unwrap_or(prefix);
+    let unit = match prefix.len() {
+        4 => "year",
+        7 => "month",
+        10 => "day",
+        13 => "hour",
+        16 => "minute",
+        19 => "second",
+        _ => return None,
+    };
+    let start = format!("{prefix}{}", &FIRST[prefix.len()..]);
+    // The prefix is a time only if it reads as one, separators and all.
+    let parsed = chrono::DateTime::parse_from_rfc3339(&start).ok()?;
+    if parsed.format("%Y-%m-%dT%H:%M:%SZ").to_string() != start {
+        return None;
+    }
+    parse_expr(&format!(
+        "({t} >= TIMESTAMP '{start}' AND {t} < TIMESTAMP '{start}' + INTERVAL '1 {unit}')"
+    ))
+}
+
 /// The text of a single-quoted string literal.
 fn text_literal(expr: &Expr) -> Option<String> {
     match expr {
@@ -1062,6 +1156,35 @@ mod tests {
         assert_eq!(
             rewritten("SELECT eventName.x, requestParameters FROM cloudtrail"),
             "SELECT eventName.x, requestParameters FROM cloudtrail"
+        );
+    }
+
+    #[test]
+    fn a_timestamp_matched_or_cut_as_text_is_its_text_and_a_prefix_its_time_range() {
+        assert_eq!(
+            rewritten(
+                "SELECT 1 FROM t WHERE eventtime LIKE '2024-03%' AND eventTime NOT LIKE '2024-03-05T%'"
+            ),
+            "SELECT 1 FROM t WHERE (eventTime >= TIMESTAMP '2024-03-01T00:00:00Z' AND eventTime < \
+             TIMESTAMP '2024-03-01T00:00:00Z' + INTERVAL '1 month') AND NOT (eventTime >= \
+             TIMESTAMP '2024-03-05T00:00:00Z' AND eventTime < TIMESTAMP '2024-03-05T00:00:00Z' + \
+             INTERVAL '1 day')"
+        );
+        // Not a whole unit, not a time, or not a prefix: matched against the text.
+        for pattern in ["2024-03-0%", "2024-13%", "%T12:%", "2024_03%"] {
+            assert_eq!(
+                rewritten(&format!("SELECT 1 FROM t WHERE eventTime LIKE '{pattern}'")),
+                format!(
+                    "SELECT 1 FROM t WHERE to_char(eventTime, '%Y-%m-%dT%H:%M:%SZ') LIKE '{pattern}'"
+                )
+            );
+        }
+        assert_eq!(
+            rewritten(
+                "SELECT 1 FROM t WHERE split_part(eventtime, 'T', 1) = substr(eventtime, 1, 10) AND eventName LIKE 'Get%'"
+            ),
+            "SELECT 1 FROM t WHERE split_part(to_char(eventTime, '%Y-%m-%dT%H:%M:%SZ'), 'T', 1) = \
+             SUBSTR(to_char(eventTime, '%Y-%m-%dT%H:%M:%SZ'), 1, 10) AND eventName LIKE 'Get%'"
         );
     }
 
