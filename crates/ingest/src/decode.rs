@@ -31,6 +31,10 @@ const EVENT_KEYS: [&str; 4] = ["eventTime", "eventName", "eventSource", "eventID
 /// (everything but its `detail`, which is the event).
 const ENVELOPE_KEY: &[u8] = b"\"eventBridgeEnvelope\"";
 
+/// The key, in the unmapped object, of the CloudWatch Logs subscription record a CloudTrail
+/// event came in (its log group and stream, owner, filters, and the log event's id and time).
+const LOGS_ENVELOPE_KEY: &[u8] = b"\"cloudWatchLogsEnvelope\"";
+
 /// Deepest nesting for which a document is parsed once (simd-json's default of 128 is too
 /// shallow for some payloads).
 const MAX_DEPTH: usize = 1024;
@@ -51,6 +55,9 @@ pub struct Decoder {
     tape: Option<Tape<'static>>,
     unmapped: Unmapped,
     scratch: Vec<u8>,
+    /// The messages of a CloudWatch Logs subscription record, with their envelopes, decoded
+    /// once the record's walk is done.
+    messages: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for Decoder {
@@ -77,6 +84,7 @@ impl Decoder {
             tape: Some(Tape::null().reset()),
             unmapped: Unmapped::default(),
             scratch: Vec::new(),
+            messages: Vec::new(),
         }
     }
 
@@ -268,6 +276,20 @@ impl Decoder {
         decoded: &mut Decoded,
         top_level: bool,
     ) -> Result<(), DocError> {
+        self.decode_document_in(file, src, out, decoded, top_level, None)
+    }
+
+    /// [`Decoder::decode_document`] of a document that came wrapped: `envelope` (its key and
+    /// its JSON) is kept in each event's unmapped object.
+    fn decode_document_in(
+        &mut self,
+        file: &str,
+        src: &[u8],
+        out: &mut BatchBuilder,
+        decoded: &mut Decoded,
+        top_level: bool,
+        envelope: Option<(&[u8], &[u8])>,
+    ) -> Result<(), DocError> {
         // Numbers beyond f64's range (`1e400`) are valid JSON that simd-json refuses. Nothing
         // reads a number's value (a number is kept as its source text), so each one is
         // parsed as `0` padded to its length: offsets stay, the text kept is the source's.
@@ -320,6 +342,8 @@ impl Decoder {
                     un: &mut self.unmapped,
                     scratch: &mut self.scratch,
                     wanted: self.wanted,
+                    envelope,
+                    messages: &mut self.messages,
                 };
                 walk.document(out, decoded, top_level)
             }
@@ -328,6 +352,17 @@ impl Decoder {
         if let Some(buffers) = shallow {
             self.buffers = buffers;
         }
+        // A CloudWatch Logs subscription record's messages, each an event's JSON text.
+        let mut messages = std::mem::take(&mut self.messages);
+        for (i, (message, envelope)) in messages.iter().enumerate() {
+            let envelope = Some((LOGS_ENVELOPE_KEY, envelope.as_slice()));
+            let text = message.as_bytes();
+            if let Err(e) = self.decode_document_in(file, text, out, decoded, false, envelope) {
+                decoded.record_errors.push(e.into_error(file, i, 0));
+            }
+        }
+        messages.clear();
+        self.messages = messages;
         result
     }
 }
@@ -675,6 +710,11 @@ struct Walk<'a, 'n> {
     un: &'a mut Unmapped,
     scratch: &'a mut Vec<u8>,
     wanted: u64,
+    /// What the document came wrapped in (key and JSON), kept with each of its events.
+    envelope: Option<(&'a [u8], &'a [u8])>,
+    /// Where a CloudWatch Logs subscription record's messages go (see
+    /// [`Walk::cloudwatch_logs`]).
+    messages: &'a mut Vec<(String, Vec<u8>)>,
 }
 
 impl<'a, 'n> Walk<'a, 'n> {
@@ -702,6 +742,10 @@ impl<'a, 'n> Walk<'a, 'n> {
             Node::Object { len, .. } if is_eventbridge(self.nodes, 0) => {
                 self.eventbridge(out, len);
                 decoded.records += 1;
+                Ok(())
+            }
+            Node::Object { len, .. } if is_cloudwatch_logs(self.nodes, 0) => {
+                self.cloudwatch_logs(len, decoded);
                 Ok(())
             }
             Node::Object { len, .. } => {
@@ -786,16 +830,16 @@ impl<'a, 'n> Walk<'a, 'n> {
     }
 
     fn event(&mut self, out: &mut BatchBuilder) {
-        self.event_in(out, None);
+        self.event_in(out, self.envelope);
     }
 
-    /// Decode the event at the cursor; `envelope`, the JSON of what wrapped it, is kept in the
-    /// unmapped object under [`ENVELOPE_KEY`].
-    fn event_in(&mut self, out: &mut BatchBuilder, envelope: Option<&[u8]>) {
+    /// Decode the event at the cursor; `envelope`, the key and JSON of what wrapped it, is kept
+    /// in the unmapped object.
+    fn event_in(&mut self, out: &mut BatchBuilder, envelope: Option<(&[u8], &[u8])>) {
         self.un.clear();
         self.object(RECORD, &mut out.root, self.wanted);
-        if let Some(envelope) = envelope {
-            self.un.entry(ENVELOPE_KEY, envelope);
+        if let Some((key, envelope)) = envelope {
+            self.un.entry(key, envelope);
         }
         match self.un.finish() {
             Some(text) => out.unmapped.append_value(text),
@@ -831,7 +875,88 @@ impl<'a, 'n> Walk<'a, 'n> {
         envelope.push(b'}');
         let end = (self.t, self.s);
         (self.t, self.s) = detail.expect("is_eventbridge found the detail");
-        self.event_in(out, Some(&envelope));
+        self.event_in(out, Some((ENVELOPE_KEY, &envelope)));
+        (self.t, self.s) = end;
+    }
+
+    /// A CloudWatch Logs subscription record (as Firehose delivers a log group's events to S3,
+    /// an object of `len` members, checked by [`is_cloudwatch_logs`]): each log event's
+    /// `message` is an event's JSON text, queued in [`Walk::messages`] with the record's other
+    /// members and the log event's `id` and `timestamp` as its envelope. A control message
+    /// (`"messageType": "CONTROL_MESSAGE"`, Firehose checking its destination) holds no events.
+    fn cloudwatch_logs(&mut self, len: usize, decoded: &mut Decoded) {
+        self.t += 1;
+        self.s += 1;
+        let mut envelope = b"{".to_vec();
+        let (mut data, mut log_events) = (false, None);
+        for _ in 0..len {
+            let key_s = self.s;
+            let key = self.key();
+            if key == "logEvents" && log_events.is_none() {
+                log_events = Some((self.t, self.s));
+                self.skip_value();
+            } else {
+                data |= key == "messageType"
+                    && matches!(self.nodes[self.t], Node::String("DATA_MESSAGE"));
+                let (a, b) = self.skip_value();
+                envelope.extend_from_slice(self.key_text(key_s));
+                envelope.push(b':');
+                envelope.extend_from_slice(compact(&self.src[a..b], self.scratch));
+                envelope.push(b',');
+            }
+            self.s += 1; // ',' or '}'
+        }
+        let end = (self.t, self.s);
+        let Some(at) = log_events.filter(|_| data) else {
+            return;
+        };
+        (self.t, self.s) = at;
+        let Node::Array { len, .. } = self.nodes[self.t] else {
+            unreachable!("is_cloudwatch_logs found an array")
+        };
+        self.t += 1;
+        self.s += 1;
+        for i in 0..len {
+            let mut message = None;
+            let mut own = Vec::new();
+            if let Node::Object { len: members, .. } = self.nodes[self.t] {
+                self.t += 1;
+                self.s += 1;
+                for _ in 0..members {
+                    let key_s = self.s;
+                    let key = self.key();
+                    if let (Node::String(text), "message", None) =
+                        (self.nodes[self.t], key, &message)
+                    {
+                        message = Some(text.to_string());
+                        self.skip_value();
+                    } else {
+                        let (a, b) = self.skip_value();
+                        own.push(b',');
+                        own.extend_from_slice(self.key_text(key_s));
+                        own.push(b':');
+                        own.extend_from_slice(compact(&self.src[a..b], self.scratch));
+                    }
+                    self.s += 1; // ',' or '}'
+                }
+            } else {
+                self.skip_value();
+            }
+            self.s += 1; // ',' or ']'
+            let Some(message) = message else {
+                decoded.record_errors.push(IngestError::NotCloudTrail {
+                    file: self.file.into(),
+                    record: Some(i),
+                    reason: "a log event without a message".into(),
+                });
+                continue;
+            };
+            let mut full = envelope.clone();
+            full.extend_from_slice(b"\"logEvent\":{");
+            full.extend_from_slice(own.strip_prefix(b",").unwrap_or(&own));
+            full.extend_from_slice(b"}}");
+            self.messages.push((message, full));
+        }
         (self.t, self.s) = end;
     }
 
@@ -1066,6 +1191,24 @@ fn is_eventbridge(nodes: &[Node<'_>], t: usize) -> bool {
         i += 1 + node_size(&nodes[i + 1]);
     }
     typed && detail
+}
+
+/// Whether the object at `t` is a CloudWatch Logs subscription record: `messageType` and a
+/// `logEvents` array.
+fn is_cloudwatch_logs(nodes: &[Node<'_>], t: usize) -> bool {
+    let Node::Object { len, .. } = nodes[t] else {
+        return false;
+    };
+    let (mut typed, mut events) = (false, false);
+    let mut i = t + 1;
+    for _ in 0..len {
+        if let Node::String(k) = nodes[i] {
+            typed |= k == "messageType";
+            events |= k == "logEvents" && matches!(nodes[i + 1], Node::Array { .. });
+        }
+        i += 1 + node_size(&nodes[i + 1]);
+    }
+    typed && events
 }
 
 fn top_keys(nodes: &[Node<'_>]) -> Vec<String> {
@@ -1778,6 +1921,54 @@ mod tests {
             unmapped(&b, 0),
             None,
             "the timestamp is not part of the event"
+        );
+    }
+
+    #[test]
+    fn cloudwatch_logs_subscription_records_are_their_messages_events_with_the_envelope_kept() {
+        let record = |events: &str| {
+            format!(
+                r#"{{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvents":[{events}]}}"#
+            )
+        };
+        let control = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1,"message":"CWL CONTROL MESSAGE: Checking health of destination Firehose."}]}"#;
+        // Back to back, as Firehose writes them: two events, a control message, a bad message
+        // and a log event without one, then one more event.
+        let text = [
+            record(r#"{"id":"1","timestamp":10,"message":"{\"eventID\":\"a\",\"eventName\":\"A\",\"requestParameters\":{\"k\": \"v\\\"\"}}"},{"id":"2","timestamp":20,"message":"{\"eventID\":\"b\",\"eventName\":\"B\"}"}"#),
+            control.to_string(),
+            record(r#"{"id":"3","timestamp":30,"message":"not json"},{"id":"4","timestamp":40}"#),
+            record(r#"{"id":"5","timestamp":50,"message":"{\"eventID\":\"c\",\"eventName\":\"C\"}"}"#),
+        ]
+        .concat();
+        let mut out = BatchBuilder::new(16);
+        let decoded = Decoder::new()
+            .decode_file("f", text.as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(decoded.records, 3);
+        let errors: Vec<String> = decoded
+            .record_errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("without a message")),
+            "{errors:?}"
+        );
+        assert!(errors.iter().any(|e| e.contains("not json")), "{errors:?}");
+        let b = out.flush().pop().unwrap();
+        let ids = b.column_by_name("eventID").unwrap().as_string::<i32>();
+        assert_eq!((ids.value(0), ids.value(1), ids.value(2)), ("a", "b", "c"));
+        // The message's own text, escapes and spacing as written in it.
+        let params = b
+            .column_by_name("requestParameters")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(params.value(0), r#"{"k": "v\""}"#);
+        assert_eq!(
+            unmapped(&b, 1).unwrap(),
+            r#"{"cloudWatchLogsEnvelope":{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvent":{"id":"2","timestamp":20}}}"#
         );
     }
 
