@@ -1157,73 +1157,50 @@ fn node_size(node: &Node<'_>) -> usize {
     }
 }
 
-/// Whether the node at `t` is an object with at least one of [`EVENT_KEYS`].
-fn is_event(nodes: &[Node<'_>], t: usize) -> bool {
-    let Node::Object { len, .. } = nodes[t] else {
-        return false;
+/// The members of the object at `t` (none for another node): each key, and the tape index of
+/// its value.
+fn members<'t, 'n>(nodes: &'t [Node<'n>], t: usize) -> impl Iterator<Item = (&'n str, usize)> + 't {
+    let len = match nodes[t] {
+        Node::Object { len, .. } => len,
+        _ => 0,
     };
     let mut i = t + 1;
-    for _ in 0..len {
-        if let Node::String(k) = nodes[i]
-            && EVENT_KEYS.contains(&k)
-        {
-            return true;
+    (0..len).filter_map(move |_| {
+        let key = i;
+        i += 1 + node_size(&nodes[key + 1]);
+        match nodes[key] {
+            Node::String(k) => Some((k, key + 1)),
+            _ => None,
         }
-        i += 1 + node_size(&nodes[i + 1]);
-    }
-    false
+    })
+}
+
+/// Whether the node at `t` is an object with at least one of [`EVENT_KEYS`].
+fn is_event(nodes: &[Node<'_>], t: usize) -> bool {
+    members(nodes, t).any(|(k, _)| EVENT_KEYS.contains(&k))
 }
 
 /// Whether the node at `t` is an EventBridge event wrapping a CloudTrail event (`"detail-type":
 /// "AWS API Call via CloudTrail"` and the event under `"detail"`), as rules deliver them to
 /// Firehose, SQS or CloudWatch Logs.
 fn is_eventbridge(nodes: &[Node<'_>], t: usize) -> bool {
-    let Node::Object { len, .. } = nodes[t] else {
-        return false;
-    };
-    let (mut typed, mut detail) = (false, false);
-    let mut i = t + 1;
-    for _ in 0..len {
-        if let Node::String(k) = nodes[i] {
-            typed |= k == "detail-type";
-            detail |= k == "detail" && is_event(nodes, i + 1);
-        }
-        i += 1 + node_size(&nodes[i + 1]);
-    }
-    typed && detail
+    members(nodes, t).any(|(k, _)| k == "detail-type")
+        && members(nodes, t).any(|(k, v)| k == "detail" && is_event(nodes, v))
 }
 
 /// Whether the object at `t` is a CloudWatch Logs subscription record: `messageType` and a
 /// `logEvents` array.
 fn is_cloudwatch_logs(nodes: &[Node<'_>], t: usize) -> bool {
-    let Node::Object { len, .. } = nodes[t] else {
-        return false;
-    };
-    let (mut typed, mut events) = (false, false);
-    let mut i = t + 1;
-    for _ in 0..len {
-        if let Node::String(k) = nodes[i] {
-            typed |= k == "messageType";
-            events |= k == "logEvents" && matches!(nodes[i + 1], Node::Array { .. });
-        }
-        i += 1 + node_size(&nodes[i + 1]);
-    }
-    typed && events
+    members(nodes, t).any(|(k, _)| k == "messageType")
+        && members(nodes, t)
+            .any(|(k, v)| k == "logEvents" && matches!(nodes[v], Node::Array { .. }))
 }
 
 fn top_keys(nodes: &[Node<'_>]) -> Vec<String> {
-    let Node::Object { len, .. } = nodes[0] else {
-        return Vec::new();
-    };
-    let mut i = 1;
-    let mut keys = Vec::new();
-    for _ in 0..len.min(6) {
-        if let Node::String(k) = nodes[i] {
-            keys.push(format!("\"{k}\""));
-        }
-        i += 1 + node_size(&nodes[i + 1]);
-    }
-    keys
+    members(nodes, 0)
+        .take(6)
+        .map(|(k, _)| format!("\"{k}\""))
+        .collect()
 }
 
 /// Find `key` among `specs`, starting at `hint` (keys mostly arrive in schema order).
