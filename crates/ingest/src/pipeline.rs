@@ -230,7 +230,7 @@ fn read_file(
     };
     report.bytes_read = data.len() as u64;
     // The damage of compressed data (its format and what is wrong): what came before it is read.
-    let mut gzip_damage = None;
+    let mut damage = None;
     let compressed = if is_gzip(data) {
         Some((
             "gzip",
@@ -252,7 +252,7 @@ fn read_file(
                 return report;
             }
             Err(InflateError::Corrupt { reason, prefix }) => {
-                gzip_damage = Some((format, reason));
+                damage = Some((format, reason));
                 *inflated = prefix;
                 inflated
             }
@@ -274,7 +274,7 @@ fn read_file(
             .push(IngestError::Archive { file: name, format });
         return report;
     }
-    let decoded = if text.len() > SPLIT_ABOVE && gzip_damage.is_none() {
+    let decoded = if text.len() > SPLIT_ABOVE && damage.is_none() {
         decode_split(&name, text, tx, decoder, builder, options)
     } else {
         decoder.decode_file(&name, text, builder)
@@ -284,11 +284,11 @@ fn read_file(
             report.records = d.records;
             report.errors = d.record_errors;
         }
-        Err(e) if gzip_damage.is_none() => report.errors.push(e),
+        Err(e) if damage.is_none() => report.errors.push(e),
         Err(_) => {}
     }
-    if let Some((format, reason)) = gzip_damage {
-        // The JSON error of the cut-off tail says nothing new: the gzip error replaces it.
+    if let Some((format, reason)) = damage {
+        // The JSON error of the cut-off tail says nothing new: the damage replaces it.
         report
             .errors
             .retain(|e| !matches!(e, IngestError::InvalidJson { record: None, .. }));
