@@ -45,7 +45,8 @@ pub struct SourceArgs {
 ///
 /// The table is `cloudtrail` (Athena's `cloudtrail_logs` names it too); identifiers keep their
 /// case, so `eventName` and `userIdentity.arn` work unquoted, and Athena's lower-case names
-/// (`eventname`, `useridentity.arn`) name the same columns. JSON payloads:
+/// (`eventname`, `useridentity.arn`) name the same columns, as do its partition columns
+/// (`region`, `account`, `year`, `month`, `day`, `timestamp >= '2024/03/01'`). JSON payloads:
 /// `requestParameters->>'bucketName'`, `responseElements.role.arn` (keys as written),
 /// `json_get_str(responseElements, 'role', 'arn')`, or Athena's `json_extract_scalar(
 /// requestparameters, '$.bucketName')`. trailql's functions: principal(), arn_account(),

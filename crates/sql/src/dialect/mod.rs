@@ -2,11 +2,15 @@
 //! DuckDB users write it. Each is a rewrite of the parsed statement before planning:
 //!
 //! - **Athena's table names**, `cloudtrail_logs` and `cloudtrail_logs_<bucket>`, are the
-//!   `cloudtrail` table (when the session has no table of that name).
+//!   `cloudtrail` table (when the session has no table of that name), also in Athena's
+//!   database and catalog (`"default"."cloudtrail_logs"`).
 //! - **Names in any case**, as Athena takes them: `eventname`, `useridentity.sessioncontext.
-//!   sessionissuer.username`, `resources[1].arn`. An unquoted name that is no column's (or
-//!   field's) but one column's in another case is written as that column's; names written in
-//!   their own case, and quoted names, are left as they are.
+//!   sessionissuer.username`, `resources[1].arn`, `"useridentity"."arn"`. A name that is no
+//!   column's (or field's) but one column's in another case is written as that column's; names
+//!   written in their own case are left as they are.
+//! - **Athena's partition columns** (`region`, `account`, `year`, `month`, `day`, `timestamp`)
+//!   are read from the record, and `timestamp` compared with a day is a time range (the
+//!   [`athena_partitions`] module).
 //! - **Athena's JSON functions**: `json_extract_scalar(json, '$.a.b[0]')` is `json_as_text(json,
 //!   'a', 'b', 0)`, `json_extract(json, '$.a')` is `json_get_json(json, 'a')`.
 //! - **Athena's `from_iso8601_timestamp(eventtime)`** is `eventTime` (a timestamp here, text in
@@ -31,7 +35,7 @@
 //!   `element_at(resources, 1).arn` (DataFusion plans `resources[1]['ARN']` and
 //!   `resources[1].'ARN'` only): the name is made a quoted string.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use arrow::datatypes::{DataType, Field, Fields};
@@ -45,7 +49,9 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use trailql_schema::{FieldSpec, Kind, RECORD, UNMAPPED};
 
+mod athena_partitions;
 mod presto;
+use athena_partitions::{AthenaPartition, day_comparison, day_range};
 use presto::{
     as_athena_text, athena_json, date_add, parse_expr, presto, quoted, time_prefix_range,
 };
@@ -59,16 +65,20 @@ pub(crate) fn rewrite(statement: &mut Statement, columns: &Fields, tables: &[Str
         unnested: HashMap::new(),
         unnest_tables: HashMap::new(),
         select_items: Vec::new(),
+        defined: HashSet::new(),
+        partition_scopes: Vec::new(),
     };
     match statement {
         Statement::Statement(inner) => {
             visitor.unnested = unnested(inner.as_ref(), &visitor);
+            visitor.defined = defined_names(inner.as_ref());
             let _ = inner.visit(&mut visitor);
         }
         Statement::Explain(explain) => rewrite(&mut explain.statement, columns, tables),
         Statement::CopyTo(copy) => {
             if let CopyToSource::Query(query) = &mut copy.source {
                 visitor.unnested = unnested(query.as_ref(), &visitor);
+                visitor.defined = defined_names(query.as_ref());
                 let _ = query.visit(&mut visitor);
             }
         }
@@ -88,6 +98,12 @@ struct Rewrite<'a> {
     /// For each `SELECT` being rewritten (innermost last), its unnamed items as written (see
     /// [`Rewrite::name_translated_items`]).
     select_items: Vec<Vec<Option<WrittenItem>>>,
+    /// The names the statement gives to columns (aliases of items, of tables' columns), in
+    /// lower case: such a name is never read as an Athena partition column.
+    defined: HashSet<String>,
+    /// For each query being rewritten (innermost last), whether it selects from the
+    /// `cloudtrail` table, where Athena's partition columns are read from the record.
+    partition_scopes: Vec<bool>,
 }
 
 /// An unnamed item of a projection as it was written.
@@ -150,6 +166,62 @@ fn unnested<V: Visit>(statement: &V, rewrite: &Rewrite<'_>) -> HashMap<String, D
     names.found
 }
 
+/// The names `statement` gives to columns, in lower case: aliases of its items and the
+/// columns of its tables' aliases (`WITH t(a, b)`, `AS u(x)`).
+fn defined_names<V: Visit>(statement: &V) -> HashSet<String> {
+    struct Names(HashSet<String>);
+    impl Names {
+        fn add(&mut self, name: &Ident) {
+            self.0.insert(name.value.to_ascii_lowercase());
+        }
+    }
+    impl Visitor for Names {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            for cte in query.with.iter().flat_map(|w| w.cte_tables.iter()) {
+                cte.alias.columns.iter().for_each(|c| self.add(&c.name));
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
+            for item in &select.projection {
+                match item {
+                    SelectItem::ExprWithAlias { alias, .. } => self.add(alias),
+                    SelectItem::ExprWithAliases { aliases, .. } => {
+                        aliases.iter().for_each(|a| self.add(a))
+                    }
+                    _ => {}
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                alias: Some(alias), ..
+            }
+            | TableFactor::Derived {
+                alias: Some(alias), ..
+            }
+            | TableFactor::UNNEST {
+                alias: Some(alias), ..
+            }
+            | TableFactor::TableFunction {
+                alias: Some(alias), ..
+            }
+            | TableFactor::Function {
+                alias: Some(alias), ..
+            } = factor
+            {
+                alias.columns.iter().for_each(|c| self.add(&c.name));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut names = Names(HashSet::new());
+    let _ = statement.visit(&mut names);
+    names.0
+}
+
 impl VisitorMut for Rewrite<'_> {
     type Break = ();
 
@@ -157,6 +229,14 @@ impl VisitorMut for Rewrite<'_> {
         for cte in query.with.iter_mut().flat_map(|w| w.cte_tables.iter_mut()) {
             self.alias_columns(&mut cte.alias);
         }
+        let from_cloudtrail = matches!(&*query.body, SetExpr::Select(select)
+            if select.from.iter().any(|from| self.is_cloudtrail(&from.relation)));
+        self.partition_scopes.push(from_cloudtrail);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.partition_scopes.pop();
         ControlFlow::Continue(())
     }
 
@@ -182,6 +262,14 @@ impl VisitorMut for Rewrite<'_> {
                 function: None,
                 text: e.to_string(),
             }),
+            SelectItem::UnnamedExpr(Expr::Identifier(ident))
+                if AthenaPartition::named(&ident.value).is_some() =>
+            {
+                Some(WrittenItem {
+                    function: None,
+                    text: ident.value.clone(),
+                })
+            }
             _ => None,
         });
         self.select_items.push(items.collect());
@@ -211,9 +299,41 @@ impl VisitorMut for Rewrite<'_> {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let is_timestamp = |e: &Expr| {
+            matches!(e, Expr::Identifier(ident)
+                if self.partition(ident) == Some(AthenaPartition::Timestamp))
+        };
+        let range = match &*expr {
+            Expr::BinaryOp { left, op, right } if is_timestamp(left) => {
+                day_comparison(true, op, right)
+            }
+            Expr::BinaryOp { left, op, right } if is_timestamp(right) => {
+                day_comparison(false, op, left)
+            }
+            Expr::Between {
+                expr: t,
+                negated,
+                low,
+                high,
+            } if is_timestamp(t) => day_range(low, high, *negated),
+            _ => None,
+        };
+        if let Some(range) = range {
+            *expr = range;
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {
-            Expr::Identifier(ident) => self.top_level(ident),
+            Expr::Identifier(ident) => {
+                if find(self.columns, ident).is_none()
+                    && let Some(partition) = self.partition(ident)
+                {
+                    *expr = partition.value();
+                }
+            }
             Expr::CompoundIdentifier(parts) => {
                 if let Some(table) = self.unnest_tables.get(&parts[0].value) {
                     parts[0] = table.clone();
@@ -310,6 +430,7 @@ impl Rewrite<'_> {
             let same = match (function, &expr) {
                 (Some(name), Expr::Function(f)) => f.name.to_string().eq_ignore_ascii_case(&name),
                 (None, Expr::CompoundIdentifier(_)) => true,
+                (None, Expr::Identifier(ident)) => ident.value == text,
                 _ => false,
             };
             if !same {
@@ -398,27 +519,39 @@ impl Rewrite<'_> {
     }
 
     /// Athena's names for the table, `cloudtrail_logs` and `cloudtrail_logs_<bucket>` (what its
-    /// console names it), are `cloudtrail` under that name, when the session has no such table.
+    /// console names it), are `cloudtrail` under that name, when the session has no such table;
+    /// so are those names and `cloudtrail` in Athena's database and catalog
+    /// (`"default"."cloudtrail_logs"`, `awsdatacatalog.default.cloudtrail`).
     fn athena_table(&self, factor: &mut TableFactor) {
         let TableFactor::Table { name, alias, .. } = factor else {
             return;
         };
-        let [ObjectNamePart::Identifier(table)] = name.0.as_slice() else {
+        let Some((ObjectNamePart::Identifier(table), schema)) = name.0.split_last() else {
             return;
         };
-        let lower = table.value.to_ascii_lowercase();
-        if !(lower == "cloudtrail_logs" || lower.starts_with("cloudtrail_logs_"))
-            || self
-                .tables
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(&table.value))
-        {
+        let in_datafusion = schema.iter().all(|part| {
+            matches!(part, ObjectNamePart::Identifier(p)
+                if ["datafusion", "public"].contains(&p.value.to_ascii_lowercase().as_str()))
+        });
+        let athena = if in_datafusion {
+            is_athena_table_name(&table.value)
+                && !self
+                    .tables
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(&table.value))
+        } else {
+            schema.len() <= 2
+                && (is_athena_table_name(&table.value)
+                    || table.value.eq_ignore_ascii_case(crate::TABLE))
+        };
+        if !athena {
             return;
         }
+        let table = table.clone();
         if alias.is_none() {
             *alias = Some(TableAlias {
                 explicit: true,
-                name: table.clone(),
+                name: table,
                 columns: Vec::new(),
                 at: None,
             });
@@ -429,6 +562,27 @@ impl Rewrite<'_> {
     /// A name that is one top-level column's in another case becomes the column's.
     fn top_level(&self, ident: &mut Ident) {
         find(self.columns, ident);
+    }
+
+    /// The Athena partition column `ident` names, in a query of the `cloudtrail` table that
+    /// has no column of that name and gives no column that name.
+    fn partition(&self, ident: &Ident) -> Option<AthenaPartition> {
+        let partition = AthenaPartition::named(&ident.value)?;
+        let in_scope = self.partition_scopes.last() == Some(&true)
+            && !self.defined.contains(&ident.value.to_ascii_lowercase())
+            && find(self.columns, &mut ident.clone()).is_none();
+        in_scope.then_some(partition)
+    }
+
+    /// Whether `factor` is the `cloudtrail` table, by its name or Athena's.
+    fn is_cloudtrail(&self, factor: &TableFactor) -> bool {
+        let TableFactor::Table { name, .. } = factor else {
+            return false;
+        };
+        let Some(ObjectNamePart::Identifier(table)) = name.0.last() else {
+            return false;
+        };
+        table.value.eq_ignore_ascii_case(crate::TABLE) || is_athena_table_name(&table.value)
     }
 
     fn alias_columns(&self, alias: &mut TableAlias) {
@@ -629,14 +783,12 @@ fn rename(function: &mut ast::Function, name: &str) {
     function.name = ObjectName::from(vec![Ident::new(name)]);
 }
 
-/// The field of `fields` that `ident` names: by its own name, or, unquoted, by the one field's
-/// name that is the same in another case (then written into `ident`).
+/// The field of `fields` that `ident` names: by its own name, or by the one field's name that
+/// is the same in another case (then written into `ident`). Quoted or not, as Athena reads
+/// `"useridentity"."arn"`.
 fn find<'f>(fields: &'f Fields, ident: &mut Ident) -> Option<&'f Field> {
     if let Some((_, field)) = fields.find(&ident.value) {
         return Some(field);
-    }
-    if ident.quote_style.is_some() {
-        return None;
     }
     let mut same = fields
         .iter()
@@ -648,6 +800,12 @@ fn find<'f>(fields: &'f Fields, ident: &mut Ident) -> Option<&'f Field> {
         }
         _ => None,
     }
+}
+
+/// Athena's names for a CloudTrail table: `cloudtrail_logs`, `cloudtrail_logs_<bucket>`.
+fn is_athena_table_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower == "cloudtrail_logs" || lower.starts_with("cloudtrail_logs_")
 }
 
 fn struct_fields(t: &DataType) -> Option<&Fields> {
@@ -820,10 +978,13 @@ mod tests {
             "SELECT cloudtrail_logs.eventName FROM cloudtrail AS cloudtrail_logs \
              JOIN cloudtrail AS b ON b.eventID = cloudtrail_logs.eventID"
         );
-        // Quoted names are exact; names of nothing stay, for DataFusion to name in its error.
+        // Quoted names too, as in Athena; names of nothing stay, for DataFusion to name in its
+        // error.
         assert_eq!(
-            rewritten(r#"SELECT "eventname", nosuchcolumn, useridentity.nosuchfield FROM t"#),
-            r#"SELECT "eventname", nosuchcolumn, userIdentity.nosuchfield FROM t"#
+            rewritten(
+                r#"SELECT "eventname", "useridentity"."arn", nosuchcolumn, useridentity.nosuchfield FROM t"#
+            ),
+            r#"SELECT "eventName", "userIdentity"."arn", nosuchcolumn, userIdentity.nosuchfield FROM t"#
         );
         assert_eq!(
             rewritten("WITH e(eventname) AS (SELECT eventname FROM t) SELECT EventName FROM e"),
@@ -868,6 +1029,57 @@ mod tests {
              array_element(regexp_match(userAgent, concat('(', '^[^/]+', ')')), 0 + 1) AS b, \
              CAST(trunc((date_part('epoch', b) - date_part('epoch', a)) / 3600.0) AS BIGINT) AS c, \
              to_char(eventTime, '%Y-%m-%dT%H:%M:%S%.3fZ') AS d, count_if(x) OVER () FROM t"
+        );
+    }
+
+    #[test]
+    fn athena_tables_in_its_database_and_catalog_are_the_cloudtrail_table() {
+        assert_eq!(
+            rewritten(r#"SELECT count(*) FROM "default"."cloudtrail_logs""#),
+            r#"SELECT count(*) FROM cloudtrail AS "cloudtrail_logs""#
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT 1 FROM awsdatacatalog.default.cloudtrail_logs_my_bucket, db.cloudtrail"
+            ),
+            "SELECT 1 FROM cloudtrail AS cloudtrail_logs_my_bucket, cloudtrail AS cloudtrail"
+        );
+        // DataFusion's own names, and names of other tables, stay.
+        assert_eq!(
+            rewritten("SELECT 1 FROM datafusion.public.cloudtrail, db.other, a.b.c.cloudtrail"),
+            "SELECT 1 FROM datafusion.public.cloudtrail, db.other, a.b.c.cloudtrail"
+        );
+    }
+
+    #[test]
+    fn athena_partition_columns_are_read_from_the_record_where_nothing_else_has_their_name() {
+        assert_eq!(
+            rewritten(
+                "SELECT region, year, count(*) FROM cloudtrail_logs WHERE account = '1' \
+                 AND \"timestamp\" >= '2024/03/05' AND month = '03' GROUP BY region, year \
+                 ORDER BY region"
+            ),
+            "SELECT awsRegion AS \"region\", to_char(eventTime, '%Y') AS \"year\", count(*) \
+             FROM cloudtrail AS cloudtrail_logs WHERE recipientAccountId = '1' \
+             AND eventTime >= TIMESTAMP '2024-03-05T00:00:00Z' \
+             AND to_char(eventTime, '%m') = '03' GROUP BY awsRegion, to_char(eventTime, '%Y') \
+             ORDER BY awsRegion"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT 1 FROM cloudtrail WHERE timestamp BETWEEN '2024/03/01' AND '2024/03/31'"
+            ),
+            "SELECT 1 FROM cloudtrail WHERE (eventTime >= TIMESTAMP '2024-03-01T00:00:00Z' \
+             AND eventTime < TIMESTAMP '2024-03-31T00:00:00Z' + INTERVAL '1 day')"
+        );
+        // A name the query gives a column, or a query of another table, keeps the name.
+        assert_eq!(
+            rewritten("SELECT substr(awsregion, 1, 2) AS region FROM cloudtrail GROUP BY region"),
+            "SELECT SUBSTR(awsRegion, 1, 2) AS region FROM cloudtrail GROUP BY region"
+        );
+        assert_eq!(
+            rewritten("WITH t AS (SELECT region FROM cloudtrail) SELECT region, day FROM t, other"),
+            "WITH t AS (SELECT awsRegion AS \"region\" FROM cloudtrail) SELECT region, day FROM t, other"
         );
     }
 }
