@@ -1,9 +1,12 @@
-//! Functions for investigations: who acted (`principal`), ARN parts, IP ranges.
+//! Functions for investigations: who acted (`principal`), ARN parts, IP ranges; and Presto's
+//! URL functions, as Athena has them (IAM writes the policy documents of its requests
+//! URL-encoded: `url_decode(requestParameters->>'policyDocument')`).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, StructArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray, StructArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::error::Result;
@@ -12,6 +15,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 use ipnet::IpNet;
+use url::Url;
 
 /// Name, signature and description of each function trailql adds, for `\functions` and docs.
 pub const FUNCTIONS: &[(&str, &str, &str)] = &[
@@ -50,6 +54,26 @@ pub const FUNCTIONS: &[(&str, &str, &str)] = &[
         "is_ip(text) -> boolean",
         "whether sourceIPAddress is an IP address rather than a service name",
     ),
+    (
+        "url_decode",
+        "url_decode(text) -> string",
+        "text with its %XX escapes decoded and + as a space, as Presto's (IAM's policy documents in requestParameters are URL-encoded)",
+    ),
+    (
+        "url_encode",
+        "url_encode(text) -> string",
+        "text escaped for a URL's query, as Presto's",
+    ),
+    (
+        "url_extract_host",
+        "url_extract_host(url) -> string",
+        "the host of a URL; also url_extract_protocol, url_extract_path, url_extract_query, url_extract_fragment and url_extract_port (a number), as Presto's",
+    ),
+    (
+        "url_extract_parameter",
+        "url_extract_parameter(url, name) -> string",
+        "the first value of a parameter of a URL's query, as Presto's",
+    ),
 ];
 
 pub(crate) fn register(ctx: &SessionContext) {
@@ -64,9 +88,77 @@ pub(crate) fn register(ctx: &SessionContext) {
             vec![DataType::Utf8],
             DataType::Utf8,
             Volatility::Immutable,
-            string_fn(move |arn| arn_part(arn, part)),
+            string_fn(move |arn| arn_part(arn, part).map(Cow::Borrowed)),
         ));
     }
+    type UrlPart = fn(&Url) -> Option<Cow<'_, str>>;
+    let url_parts: [(&str, UrlPart); 5] = [
+        ("url_extract_host", |u| u.host_str().map(Cow::Borrowed)),
+        ("url_extract_protocol", |u| Some(Cow::Borrowed(u.scheme()))),
+        ("url_extract_path", |u| Some(Cow::Borrowed(u.path()))),
+        ("url_extract_query", |u| u.query().map(Cow::Borrowed)),
+        ("url_extract_fragment", |u| u.fragment().map(Cow::Borrowed)),
+    ];
+    for (name, part) in url_parts {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Utf8],
+            DataType::Utf8,
+            Volatility::Immutable,
+            string_fn(move |text| {
+                let url = Url::parse(text).ok()?;
+                part(&url).map(|p| Cow::Owned(p.into_owned()))
+            }),
+        ));
+    }
+    for (name, f) in [
+        ("url_decode", url_decode as fn(&str) -> Option<Cow<'_, str>>),
+        ("url_encode", |t| Some(url_encode(t))),
+    ] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Utf8],
+            DataType::Utf8,
+            Volatility::Immutable,
+            string_fn(f),
+        ));
+    }
+    ctx.register_udf(create_udf(
+        "url_extract_port",
+        vec![DataType::Utf8],
+        DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let texts = utf8(&args[0], rows(args))?;
+            let out: Int64Array = texts
+                .as_string::<i32>()
+                .iter()
+                .map(|t| Url::parse(t?).ok()?.port().map(i64::from))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    ));
+    ctx.register_udf(create_udf(
+        "url_extract_parameter",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let n = rows(args);
+            let (urls, names) = (utf8(&args[0], n)?, utf8(&args[1], n)?);
+            let out: StringArray = urls
+                .as_string::<i32>()
+                .iter()
+                .zip(names.as_string::<i32>().iter())
+                .map(|(url, name)| {
+                    let (url, name) = (Url::parse(url?).ok()?, name?);
+                    let value = url.query_pairs().find(|(k, _)| k == name)?.1;
+                    Some(value.into_owned())
+                })
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    ));
     ctx.register_udf(create_udf(
         "ip_in_cidr",
         vec![DataType::Utf8, DataType::Utf8],
@@ -119,7 +211,7 @@ fn rows(args: &[ColumnarValue]) -> usize {
 }
 
 fn string_fn(
-    f: impl Fn(&str) -> Option<&str> + Send + Sync + 'static,
+    f: impl Fn(&str) -> Option<Cow<'_, str>> + Send + Sync + 'static,
 ) -> ScalarFunctionImplementation {
     Arc::new(move |args: &[ColumnarValue]| {
         let input = utf8(&args[0], rows(args))?;
@@ -139,6 +231,51 @@ fn arn_part(arn: &str, n: usize) -> Option<&str> {
         return None;
     }
     parts.nth(n - 1)
+}
+
+/// Presto's `url_decode`: `%XX` escapes decoded and `+` a space; `None` when the bytes so
+/// decoded are no UTF-8 (an escape that is no escape is kept as written, as browsers do).
+fn url_decode(text: &str) -> Option<Cow<'_, str>> {
+    if !text.contains(['%', '+']) {
+        return Some(Cow::Borrowed(text));
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+/// Presto's `url_encode`: letters, digits and `-_.*` kept, a space as `+`, any other byte as
+/// `%XX` (upper-case hex).
+fn url_encode(text: &str) -> Cow<'_, str> {
+    let kept = |b: u8| b.is_ascii_alphanumeric() || b"-_.*".contains(&b);
+    if text.bytes().all(kept) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        match b {
+            b' ' => out.push('+'),
+            b if kept(b) => out.push(b as char),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A range as `ip_in_cidr` takes it: `a.b.c.d/n`, an IPv6 range, or one address.
@@ -238,5 +375,22 @@ mod tests {
             Some("bucket/key:with:colons")
         );
         assert_eq!(arn_part("not an arn", 2), None);
+    }
+
+    #[test]
+    fn url_escapes_are_decoded_and_encoded_as_presto_does() {
+        assert_eq!(
+            url_decode("%7B%22Version%22%3A%20%222012-10-17%22+%7D").as_deref(),
+            Some(r#"{"Version": "2012-10-17" }"#)
+        );
+        assert_eq!(url_decode("100%").as_deref(), Some("100%"));
+        assert_eq!(url_decode("%zz%4").as_deref(), Some("%zz%4"));
+        assert_eq!(url_decode("%C3%A9").as_deref(), Some("é"));
+        assert_eq!(url_decode("%C3"), None);
+        assert_eq!(url_encode("a b/é-_.*"), "a+b%2F%C3%A9-_.*");
+        assert_eq!(
+            url_decode(&url_encode("{\"a\": [1, 2]}")).as_deref(),
+            Some("{\"a\": [1, 2]}")
+        );
     }
 }

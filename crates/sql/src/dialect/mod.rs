@@ -53,7 +53,8 @@ mod athena_partitions;
 mod presto;
 use athena_partitions::{AthenaPartition, day_comparison, day_range};
 use presto::{
-    as_athena_text, athena_json, date_add, parse_expr, presto, quoted, time_prefix_range,
+    as_athena_text, athena_json, date_add, parse_expr, presto, quoted, text_literal,
+    time_prefix_range,
 };
 
 /// Rewrite `statement` (see the module's text); `columns` are the `cloudtrail` table's, and
@@ -370,6 +371,11 @@ impl VisitorMut for Rewrite<'_> {
                     };
                 }
             }
+            // Athena's `readonly` is text: `readonly = 'false'` compares a boolean here.
+            Expr::BinaryOp { left, right, .. } => {
+                self.boolean_literal(left, right);
+                self.boolean_literal(right, left);
+            }
             Expr::Like {
                 negated,
                 any: false,
@@ -562,6 +568,17 @@ impl Rewrite<'_> {
     /// A name that is one top-level column's in another case becomes the column's.
     fn top_level(&self, ident: &mut Ident) {
         find(self.columns, ident);
+    }
+
+    /// `'true'` or `'false'` in `value` as a boolean when `column` is one (Athena's `readonly` is
+    /// text).
+    fn boolean_literal(&self, column: &Expr, value: &mut Expr) {
+        if let Some(DataType::Boolean) = self.type_of(column)
+            && let Some(truth) =
+                text_literal(value).and_then(|t| t.to_ascii_lowercase().parse().ok())
+        {
+            *value = Expr::Value(Value::Boolean(truth).into());
+        }
     }
 
     /// The Athena partition column `ident` names, in a query of the `cloudtrail` table that
@@ -909,6 +926,16 @@ mod tests {
             ),
             "SELECT array_element(string_to_array(a, '/'), -1) AS \"element_at(split(a, '/'), -1)\", \
              element_at(m, 'k'), lower(eventName), arrow_cast(t, 'Date32') AS d FROM t"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT try(CAST(a AS INTEGER)), try(json_extract_scalar(j, '$.a')), \
+                 format('%s:%s 100%%', a, b), format('%d', a) FROM t WHERE 'false' = readonly"
+            ),
+            "SELECT TRY_CAST(a AS INTEGER) AS \"try(CAST(a AS INTEGER))\", \
+             (json_as_text(j, 'a')) AS \"try(json_extract_scalar(j, '$.a'))\", \
+             concat('', CAST(a AS VARCHAR), ':', CAST(b AS VARCHAR), ' 100%') AS \"format('%s:%s 100%%', a, b)\", \
+             format('%d', a) FROM t WHERE false = readOnly"
         );
         // A format that is not written in the query is left to the function as it is.
         assert_eq!(

@@ -166,6 +166,18 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         ("every", [condition]) => format!("bool_and({condition})"),
         ("max_by", [x, by]) => format!("first_value({x} ORDER BY {by} DESC NULLS LAST)"),
         ("min_by", [x, by]) => format!("first_value({x} ORDER BY {by} ASC NULLS LAST)"),
+        // Presto's `try` makes an error NULL: a cast is a `TRY_CAST`; anything else is itself
+        // (trailql's functions give NULL for text that is no JSON, no time, no ARN).
+        (
+            "try",
+            [
+                Expr::Cast {
+                    expr, data_type, ..
+                },
+            ],
+        ) => format!("TRY_CAST({expr} AS {data_type})"),
+        ("try", [x]) => format!("({x})"),
+        ("format", [format, values @ ..]) => format_as_concat(&text_literal(format)?, values)?,
         ("json_array_length", [json]) => format!("json_length({json})"),
         ("json_parse" | "json_format", [json]) => format!("({json})"),
         ("date_parse", [s, format]) => {
@@ -192,6 +204,34 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         _ => return None,
     };
     parse_expr(&sql)
+}
+
+/// Presto's `format(format, values...)` when its format has no specifier but `%s` (and `%%`):
+/// the text and values concatenated. `None` for any other format, or other counts of values.
+fn format_as_concat(format: &str, values: &[&Expr]) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut values = values.iter();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            text.push(c);
+            continue;
+        }
+        match chars.next()? {
+            '%' => text.push('%'),
+            's' => {
+                parts.push(quoted(&std::mem::take(&mut text)));
+                parts.push(format!("CAST({} AS VARCHAR)", values.next()?));
+            }
+            _ => return None,
+        }
+    }
+    if values.next().is_some() {
+        return None;
+    }
+    parts.push(quoted(&text));
+    Some(format!("concat({})", parts.join(", ")))
 }
 
 /// Presto's `date_diff(unit, a, b)`: whole units from `a` to `b`, towards zero. Units of fixed
