@@ -305,6 +305,18 @@ fn other_shapes_are_detected_per_file() {
         })
         .collect();
     std::fs::write(dir.path().join("firehose.json"), wrapped).unwrap();
+    // `aws cloudtrail lookup-events` output, as responders save it: each event as JSON text.
+    let lookup: Vec<Value> = events[170..190]
+        .iter()
+        .map(|e| {
+            serde_json::json!({"EventId": e["eventID"], "EventName": e["eventName"], "ReadOnly": "true", "Resources": [], "CloudTrailEvent": e.to_string()})
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("lookup-events.json"),
+        serde_json::to_vec(&serde_json::json!({"Events": lookup, "NextToken": "x"})).unwrap(),
+    )
+    .unwrap();
     let (run, dataset) = convert(&[dir.path()], &[]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     let mut exported = export(dataset.path());
@@ -316,10 +328,16 @@ fn other_shapes_are_detected_per_file() {
             assert_eq!(envelope["detail-type"], "AWS API Call via CloudTrail");
             envelopes += 1;
         }
+        // So is the wrapper of lookup-events' output.
+        if let Some(envelope) = e.as_object_mut().unwrap().remove("lookupEventsEnvelope") {
+            assert_eq!(envelope["EventId"], e["eventID"]);
+            assert!(envelope.get("CloudTrailEvent").is_none());
+            envelopes += 1;
+        }
     }
-    assert_eq!(envelopes, 10);
+    assert_eq!(envelopes, 30);
     let got = by_event_id(exported);
-    assert_eq!(got, by_event_id(events[..170].to_vec()));
+    assert_eq!(got, by_event_id(events[..190].to_vec()));
 }
 
 #[test]

@@ -35,6 +35,10 @@ const ENVELOPE_KEY: &[u8] = b"\"eventBridgeEnvelope\"";
 /// event came in (its log group and stream, owner, filters, and the log event's id and time).
 const LOGS_ENVELOPE_KEY: &[u8] = b"\"cloudWatchLogsEnvelope\"";
 
+/// The key under which an event's `aws cloudtrail lookup-events` wrapper (`EventId`,
+/// `Username`, `Resources`...) is kept in its unmapped object.
+const LOOKUP_ENVELOPE_KEY: &[u8] = b"\"lookupEventsEnvelope\"";
+
 /// Deepest nesting for which a document is parsed once (simd-json's default of 128 is too
 /// shallow for some payloads).
 const MAX_DEPTH: usize = 1024;
@@ -55,9 +59,9 @@ pub struct Decoder {
     tape: Option<Tape<'static>>,
     unmapped: Unmapped,
     scratch: Vec<u8>,
-    /// The messages of a CloudWatch Logs subscription record, with their envelopes, decoded
-    /// once the record's walk is done.
-    messages: Vec<(String, Vec<u8>)>,
+    /// Events that came as JSON text in a document (a CloudWatch Logs subscription record's
+    /// messages, `lookup-events`' `CloudTrailEvent`s), decoded once its walk is done.
+    messages: Vec<Message>,
 }
 
 impl Default for Decoder {
@@ -352,11 +356,11 @@ impl Decoder {
         if let Some(buffers) = shallow {
             self.buffers = buffers;
         }
-        // A CloudWatch Logs subscription record's messages, each an event's JSON text.
+        // Events written as JSON text in the document.
         let mut messages = std::mem::take(&mut self.messages);
-        for (i, (message, envelope)) in messages.iter().enumerate() {
-            let envelope = Some((LOGS_ENVELOPE_KEY, envelope.as_slice()));
-            let text = message.as_bytes();
+        for (i, message) in messages.iter().enumerate() {
+            let envelope = Some((message.envelope_key, message.envelope.as_slice()));
+            let text = message.text.as_bytes();
             if let Err(e) = self.decode_document_in(file, text, out, decoded, false, envelope) {
                 decoded.record_errors.push(e.into_error(file, i, 0));
             }
@@ -712,9 +716,17 @@ struct Walk<'a, 'n> {
     wanted: u64,
     /// What the document came wrapped in (key and JSON), kept with each of its events.
     envelope: Option<(&'a [u8], &'a [u8])>,
-    /// Where a CloudWatch Logs subscription record's messages go (see
-    /// [`Walk::cloudwatch_logs`]).
-    messages: &'a mut Vec<(String, Vec<u8>)>,
+    /// Where events written as JSON text go (see [`Walk::cloudwatch_logs`] and
+    /// [`Walk::lookup_event`]).
+    messages: &'a mut Vec<Message>,
+}
+
+/// An event written as JSON text inside a document, and what wrapped it.
+struct Message {
+    text: String,
+    /// The key and JSON of the wrapper, kept in the event's unmapped object.
+    envelope_key: &'static [u8],
+    envelope: Vec<u8>,
 }
 
 impl<'a, 'n> Walk<'a, 'n> {
@@ -748,8 +760,13 @@ impl<'a, 'n> Walk<'a, 'n> {
                 self.cloudwatch_logs(len, decoded);
                 Ok(())
             }
+            Node::Object { len, .. } if is_lookup_event(self.nodes, 0) => {
+                self.lookup_event(len);
+                Ok(())
+            }
             Node::Object { len, .. } => {
-                // `{"Records": [...]}`, possibly beside other keys.
+                // `{"Records": [...]}`, possibly beside other keys; or `lookup-events`'
+                // `{"Events": [...], "NextToken": ...}`.
                 self.t += 1;
                 self.s += 1;
                 let mut found = false;
@@ -766,7 +783,7 @@ impl<'a, 'n> Walk<'a, 'n> {
                             Node::Array { .. } => unreachable!(),
                         });
                     }
-                    if key == "Records"
+                    if (key == "Records" || key == "Events")
                         && matches!(self.nodes[self.t], Node::Array { .. })
                         && !found
                     {
@@ -818,6 +835,10 @@ impl<'a, 'n> Walk<'a, 'n> {
         {
             self.eventbridge(out, len);
             decoded.records += 1;
+        } else if let Node::Object { len, .. } = self.nodes[self.t]
+            && is_lookup_event(self.nodes, self.t)
+        {
+            self.lookup_event(len);
         } else {
             let (a, _) = self.skip_value();
             decoded.record_errors.push(
@@ -955,9 +976,48 @@ impl<'a, 'n> Walk<'a, 'n> {
             full.extend_from_slice(b"\"logEvent\":{");
             full.extend_from_slice(own.strip_prefix(b",").unwrap_or(&own));
             full.extend_from_slice(b"}}");
-            self.messages.push((message, full));
+            self.messages.push(Message {
+                text: message,
+                envelope_key: LOGS_ENVELOPE_KEY,
+                envelope: full,
+            });
         }
         (self.t, self.s) = end;
+    }
+
+    /// An event as `aws cloudtrail lookup-events` gives it (an object of `len` members, checked
+    /// by [`is_lookup_event`]): its `CloudTrailEvent` is the event's JSON text, queued in
+    /// [`Walk::messages`] with the other members (`EventId`, `Username`, `Resources`...) as
+    /// its envelope.
+    fn lookup_event(&mut self, len: usize) {
+        self.t += 1;
+        self.s += 1;
+        let mut envelope = b"{".to_vec();
+        let mut event = None;
+        for _ in 0..len {
+            let key_s = self.s;
+            let key = self.key();
+            if let (Node::String(text), "CloudTrailEvent", None) = (self.nodes[self.t], key, &event)
+            {
+                event = Some(text.to_string());
+                self.skip_value();
+            } else {
+                let (a, b) = self.skip_value();
+                if envelope.len() > 1 {
+                    envelope.push(b',');
+                }
+                envelope.extend_from_slice(self.key_text(key_s));
+                envelope.push(b':');
+                envelope.extend_from_slice(compact(&self.src[a..b], self.scratch));
+            }
+            self.s += 1; // ',' or '}'
+        }
+        envelope.push(b'}');
+        self.messages.push(Message {
+            text: event.expect("is_lookup_event found the event's text"),
+            envelope_key: LOOKUP_ENVELOPE_KEY,
+            envelope,
+        });
     }
 
     fn pos(&self, s: usize) -> usize {
@@ -1194,6 +1254,12 @@ fn is_cloudwatch_logs(nodes: &[Node<'_>], t: usize) -> bool {
     members(nodes, t).any(|(k, _)| k == "messageType")
         && members(nodes, t)
             .any(|(k, v)| k == "logEvents" && matches!(nodes[v], Node::Array { .. }))
+}
+
+/// Whether the object at `t` is an event as `aws cloudtrail lookup-events` gives it: the
+/// event's JSON as the text of `CloudTrailEvent`, beside `EventId`, `EventName`...
+fn is_lookup_event(nodes: &[Node<'_>], t: usize) -> bool {
+    members(nodes, t).any(|(k, v)| k == "CloudTrailEvent" && matches!(nodes[v], Node::String(_)))
 }
 
 fn top_keys(nodes: &[Node<'_>]) -> Vec<String> {
@@ -1947,6 +2013,55 @@ mod tests {
             unmapped(&b, 1).unwrap(),
             r#"{"cloudWatchLogsEnvelope":{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvent":{"id":"2","timestamp":20}}}"#
         );
+    }
+
+    #[test]
+    fn lookup_events_output_is_its_cloudtrail_events_with_the_wrapper_kept() {
+        // As `aws cloudtrail lookup-events` prints it: the event as JSON text, beside fields
+        // taken from it (and a bad one, which is a record error).
+        let event = |id: &str, name: &str| {
+            format!(
+                r#"{{"EventId":"{id}","EventName":"{name}","ReadOnly":"true","EventTime":"2024-03-05T10:00:00+00:00","Resources":[],"CloudTrailEvent":"{{\"eventID\":\"{id}\",\"eventName\":\"{name}\",\"requestParameters\":{{\"k\": 1}}}}"}}"#
+            )
+        };
+        let bad = r#"{"EventId":"x","CloudTrailEvent":"{not json"}"#;
+        let text = format!(
+            r#"{{"Events":[{},{bad},{}],"NextToken":"t"}}"#,
+            event("a", "A"),
+            event("b", "B")
+        );
+        let mut out = BatchBuilder::new(16);
+        let decoded = Decoder::new()
+            .decode_file("lookup.json", text.as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(decoded.records, 2);
+        assert_eq!(
+            decoded.record_errors.len(),
+            1,
+            "{:?}",
+            decoded.record_errors
+        );
+        let b = out.flush().pop().unwrap();
+        let ids = b.column_by_name("eventID").unwrap().as_string::<i32>();
+        assert_eq!((ids.value(0), ids.value(1)), ("a", "b"));
+        let params = b
+            .column_by_name("requestParameters")
+            .unwrap()
+            .as_string::<i32>();
+        assert_eq!(params.value(1), r#"{"k": 1}"#);
+        assert_eq!(
+            unmapped(&b, 0).unwrap(),
+            r#"{"lookupEventsEnvelope":{"EventId":"a","EventName":"A","ReadOnly":"true","EventTime":"2024-03-05T10:00:00+00:00","Resources":[]}}"#
+        );
+        // One such object alone, an array of them (`jq .Events`), or one a line.
+        for text in [
+            event("c", "C"),
+            format!("[{}]", event("c", "C")),
+            format!("{}\n{}\n", event("c", "C"), event("d", "D")),
+        ] {
+            let (b, d) = decode(&text);
+            assert!(d.records >= 1 && b.num_rows() == d.records, "{text}");
+        }
     }
 
     #[test]
