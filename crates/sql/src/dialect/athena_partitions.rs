@@ -35,12 +35,17 @@ impl AthenaPartition {
         })
     }
 
-    /// The value of the partition, from the record's columns.
-    pub(super) fn value(self) -> Expr {
-        let day_part = |format: &str| format!("to_char(eventTime, '{format}')");
+    /// The value of the partition, from the record's columns (of `table`, when it is named).
+    pub(super) fn value(self, table: Option<&Ident>) -> Expr {
+        let column = |name: &str| match table {
+            Some(table) => Expr::CompoundIdentifier(vec![table.clone(), Ident::new(name)]),
+            None => Expr::Identifier(Ident::new(name)),
+        };
+        let time = column("eventTime");
+        let day_part = |format: &str| format!("to_char({time}, '{format}')");
         let sql = match self {
-            Self::Region => return Expr::Identifier(Ident::new("awsRegion")),
-            Self::Account => return Expr::Identifier(Ident::new("recipientAccountId")),
+            Self::Region => return column("awsRegion"),
+            Self::Account => return column("recipientAccountId"),
             Self::Year => day_part("%Y"),
             Self::Month => day_part("%m"),
             Self::Day => day_part("%d"),
@@ -54,6 +59,7 @@ impl AthenaPartition {
 /// is that day, `>= ` from its start, `>` from the next day's, and so on. `None` when the
 /// other side is no day written in the query.
 pub(super) fn day_comparison(
+    time: &Expr,
     timestamp_left: bool,
     op: &BinaryOperator,
     day: &Expr,
@@ -70,22 +76,23 @@ pub(super) fn day_comparison(
         (false, GtEq) => LtEq,
         (false, op) => op.clone(),
     };
+    let t = time;
     let sql = match op {
-        Eq => format!("(eventTime >= {start} AND eventTime < {next})"),
-        NotEq => format!("(eventTime < {start} OR eventTime >= {next})"),
-        GtEq => format!("eventTime >= {start}"),
-        Gt => format!("eventTime >= {next}"),
-        Lt => format!("eventTime < {start}"),
-        LtEq => format!("eventTime < {next}"),
+        Eq => format!("({t} >= {start} AND {t} < {next})"),
+        NotEq => format!("({t} < {start} OR {t} >= {next})"),
+        GtEq => format!("{t} >= {start}"),
+        Gt => format!("{t} >= {next}"),
+        Lt => format!("{t} < {start}"),
+        LtEq => format!("{t} < {next}"),
         _ => return None,
     };
     parse_expr(&sql)
 }
 
 /// `timestamp BETWEEN 'yyyy/MM/dd' AND 'yyyy/MM/dd'` as a range of `eventTime`, both days in.
-pub(super) fn day_range(low: &Expr, high: &Expr, negated: bool) -> Option<Expr> {
+pub(super) fn day_range(time: &Expr, low: &Expr, high: &Expr, negated: bool) -> Option<Expr> {
     let (low, high) = (day_start(low)?, day_start(high)?);
-    let range = format!("(eventTime >= {low} AND eventTime < {high} + INTERVAL '1 day')");
+    let range = format!("({time} >= {low} AND {time} < {high} + INTERVAL '1 day')");
     parse_expr(&if negated {
         format!("(NOT {range})")
     } else {
@@ -112,7 +119,9 @@ mod tests {
 
     #[test]
     fn comparisons_with_a_day_are_ranges_of_event_time_either_way_round() {
-        let cmp = |left, op, text| day_comparison(left, &op, &day(text)).map(|e| e.to_string());
+        let time = Expr::Identifier(Ident::new("eventTime"));
+        let cmp =
+            |left, op, text| day_comparison(&time, left, &op, &day(text)).map(|e| e.to_string());
         let start = "TIMESTAMP '2024-03-05T00:00:00Z'";
         let next = format!("{start} + INTERVAL '1 day'");
         assert_eq!(
@@ -136,7 +145,7 @@ mod tests {
         assert_eq!(cmp(true, BinaryOperator::Eq, "2024/02/30"), None);
         assert_eq!(cmp(true, BinaryOperator::Plus, "2024/03/05"), None);
         assert_eq!(
-            day_range(&day("2024/02/28"), &day("2024/03/01"), false)
+            day_range(&time, &day("2024/02/28"), &day("2024/03/01"), false)
                 .unwrap()
                 .to_string(),
             "(eventTime >= TIMESTAMP '2024-02-28T00:00:00Z' AND \
@@ -152,12 +161,14 @@ mod tests {
         );
         assert_eq!(AthenaPartition::named("regions"), None);
         assert_eq!(
-            AthenaPartition::Account.value().to_string(),
+            AthenaPartition::Account.value(None).to_string(),
             "recipientAccountId"
         );
         assert_eq!(
-            AthenaPartition::Timestamp.value().to_string(),
-            "to_char(eventTime, '%Y/%m/%d')"
+            AthenaPartition::Timestamp
+                .value(Some(&Ident::new("t")))
+                .to_string(),
+            "to_char(t.eventTime, '%Y/%m/%d')"
         );
     }
 }

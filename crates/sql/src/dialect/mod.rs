@@ -108,10 +108,13 @@ struct Rewrite<'a> {
 }
 
 /// An unnamed item of a projection as it was written.
-struct WrittenItem {
-    /// The function it calls, in lower case; `None` for a name with dots.
-    function: Option<String>,
-    text: String,
+enum WrittenItem {
+    /// A call of `function` (in lower case).
+    Call { function: String, text: String },
+    /// A name with dots.
+    Path(String),
+    /// An Athena partition column (`region`, `t.region`), by its name.
+    Partition(String),
 }
 
 /// The names `statement` gives to elements of unnested lists of structs, wherever they are
@@ -230,6 +233,8 @@ impl VisitorMut for Rewrite<'_> {
         for cte in query.with.iter_mut().flat_map(|w| w.cte_tables.iter_mut()) {
             self.alias_columns(&mut cte.alias);
         }
+        // For the query's `ORDER BY` (each `SELECT` has a scope of its own); a `UNION`'s names
+        // its output's columns, which are named as written.
         let from_cloudtrail = matches!(&*query.body, SetExpr::Select(select)
             if select.from.iter().any(|from| self.is_cloudtrail(&from.relation)));
         self.partition_scopes.push(from_cloudtrail);
@@ -254,30 +259,33 @@ impl VisitorMut for Rewrite<'_> {
             }
         }
         self.cross_join_unnest(select);
+        let partition = |name: &Ident| {
+            AthenaPartition::named(&name.value).map(|_| WrittenItem::Partition(name.value.clone()))
+        };
         let items = select.projection.iter().map(|item| match item {
-            SelectItem::UnnamedExpr(Expr::Function(f)) => Some(WrittenItem {
-                function: Some(f.name.to_string().to_ascii_lowercase()),
+            SelectItem::UnnamedExpr(Expr::Function(f)) => Some(WrittenItem::Call {
+                function: f.name.to_string().to_ascii_lowercase(),
                 text: f.to_string(),
             }),
-            SelectItem::UnnamedExpr(e @ Expr::CompoundIdentifier(_)) => Some(WrittenItem {
-                function: None,
-                text: e.to_string(),
-            }),
-            SelectItem::UnnamedExpr(Expr::Identifier(ident))
-                if AthenaPartition::named(&ident.value).is_some() =>
-            {
-                Some(WrittenItem {
-                    function: None,
-                    text: ident.value.clone(),
-                })
+            SelectItem::UnnamedExpr(e @ Expr::CompoundIdentifier(parts)) => match &parts[..] {
+                [_, name] => partition(name),
+                _ => None,
             }
+            .or_else(|| Some(WrittenItem::Path(e.to_string()))),
+            SelectItem::UnnamedExpr(Expr::Identifier(ident)) => partition(ident),
             _ => None,
         });
         self.select_items.push(items.collect());
+        let from_cloudtrail = select
+            .from
+            .iter()
+            .any(|from| self.is_cloudtrail(&from.relation));
+        self.partition_scopes.push(from_cloudtrail);
         ControlFlow::Continue(())
     }
 
     fn post_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        self.partition_scopes.pop();
         self.name_translated_items(select);
         ControlFlow::Continue(())
     }
@@ -301,23 +309,26 @@ impl VisitorMut for Rewrite<'_> {
     }
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        let is_timestamp = |e: &Expr| {
-            matches!(e, Expr::Identifier(ident)
-                if self.partition(ident) == Some(AthenaPartition::Timestamp))
+        // The `eventTime` of the Athena partition column `timestamp`, when `e` is that.
+        let time_of = |e: &Expr| match self.partition_reference(e)? {
+            (AthenaPartition::Timestamp, table) => Some(match table {
+                Some(table) => Expr::CompoundIdentifier(vec![table, Ident::new("eventTime")]),
+                None => Expr::Identifier(Ident::new("eventTime")),
+            }),
+            _ => None,
         };
         let range = match &*expr {
-            Expr::BinaryOp { left, op, right } if is_timestamp(left) => {
-                day_comparison(true, op, right)
-            }
-            Expr::BinaryOp { left, op, right } if is_timestamp(right) => {
-                day_comparison(false, op, left)
-            }
+            Expr::BinaryOp { left, op, right } => match (time_of(left), time_of(right)) {
+                (Some(t), _) => day_comparison(&t, true, op, right),
+                (_, Some(t)) => day_comparison(&t, false, op, left),
+                _ => None,
+            },
             Expr::Between {
                 expr: t,
                 negated,
                 low,
                 high,
-            } if is_timestamp(t) => day_range(low, high, *negated),
+            } => time_of(t).and_then(|t| day_range(&t, low, high, *negated)),
             _ => None,
         };
         if let Some(range) = range {
@@ -332,7 +343,7 @@ impl VisitorMut for Rewrite<'_> {
                 if find(self.columns, ident).is_none()
                     && let Some(partition) = self.partition(ident)
                 {
-                    *expr = partition.value();
+                    *expr = partition.value(None);
                 }
             }
             Expr::CompoundIdentifier(parts) => {
@@ -342,6 +353,8 @@ impl VisitorMut for Rewrite<'_> {
                 self.path(parts);
                 if let Some(json) = self.json_field(parts) {
                     *expr = json;
+                } else if let Some((partition, table)) = self.partition_reference(expr) {
+                    *expr = partition.value(table.as_ref());
                 }
             }
             Expr::CompoundFieldAccess { root, access_chain } => {
@@ -427,17 +440,24 @@ impl Rewrite<'_> {
             return;
         };
         for (item, before) in select.projection.iter_mut().zip(items) {
-            let Some(WrittenItem { function, text }) = before else {
+            let (Some(before), SelectItem::UnnamedExpr(expr)) = (before, &item) else {
                 continue;
             };
-            let SelectItem::UnnamedExpr(expr) = item else {
-                continue;
-            };
-            let same = match (function, &expr) {
-                (Some(name), Expr::Function(f)) => f.name.to_string().eq_ignore_ascii_case(&name),
-                (None, Expr::CompoundIdentifier(_)) => true,
-                (None, Expr::Identifier(ident)) => ident.value == text,
-                _ => false,
+            let (same, text) = match before {
+                WrittenItem::Call { function, text } => (
+                    matches!(expr, Expr::Function(f)
+                        if f.name.to_string().eq_ignore_ascii_case(&function)),
+                    text,
+                ),
+                WrittenItem::Path(text) => (matches!(expr, Expr::CompoundIdentifier(_)), text),
+                WrittenItem::Partition(name) => {
+                    let last = match expr {
+                        Expr::Identifier(ident) => Some(ident),
+                        Expr::CompoundIdentifier(parts) => parts.last(),
+                        _ => None,
+                    };
+                    (last.is_some_and(|l| l.value == name), name)
+                }
             };
             if !same {
                 *item = SelectItem::ExprWithAlias {
@@ -589,6 +609,24 @@ impl Rewrite<'_> {
             && !self.defined.contains(&ident.value.to_ascii_lowercase())
             && find(self.columns, &mut ident.clone()).is_none();
         in_scope.then_some(partition)
+    }
+
+    /// The Athena partition column `expr` names (see [`Rewrite::partition`]), alone or after
+    /// a table's name (`t.region`), with that name.
+    fn partition_reference(&self, expr: &Expr) -> Option<(AthenaPartition, Option<Ident>)> {
+        match expr {
+            Expr::Identifier(ident) => Some((self.partition(ident)?, None)),
+            Expr::CompoundIdentifier(parts) => match &parts[..] {
+                [table, name]
+                    if self.path(&mut parts.clone()).is_none()
+                        && find(self.columns, &mut table.clone()).is_none() =>
+                {
+                    Some((self.partition(name)?, Some(table.clone())))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Whether `factor` is the `cloudtrail` table, by its name or Athena's.
@@ -1098,6 +1136,17 @@ mod tests {
             ),
             "SELECT 1 FROM cloudtrail WHERE (eventTime >= TIMESTAMP '2024-03-01T00:00:00Z' \
              AND eventTime < TIMESTAMP '2024-03-31T00:00:00Z' + INTERVAL '1 day')"
+        );
+        // After the table's name, and in each query of a UNION.
+        assert_eq!(
+            rewritten(
+                "SELECT t.region FROM cloudtrail_logs AS t WHERE t.timestamp = '2024/03/05' \
+                 UNION ALL SELECT region FROM cloudtrail ORDER BY region"
+            ),
+            "SELECT t.awsRegion AS \"region\" FROM cloudtrail AS t \
+             WHERE (t.eventTime >= TIMESTAMP '2024-03-05T00:00:00Z' \
+             AND t.eventTime < TIMESTAMP '2024-03-05T00:00:00Z' + INTERVAL '1 day') \
+             UNION ALL SELECT awsRegion AS \"region\" FROM cloudtrail ORDER BY region"
         );
         // A name the query gives a column, or a query of another table, keeps the name.
         assert_eq!(
