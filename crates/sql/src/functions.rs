@@ -11,7 +11,8 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionImplementation, Volatility, create_udf,
+    ColumnarValue, ScalarFunctionArgs, ScalarFunctionImplementation, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility, create_udf,
 };
 use datafusion::prelude::SessionContext;
 use ipnet::IpNet;
@@ -53,6 +54,11 @@ pub const FUNCTIONS: &[(&str, &str, &str)] = &[
         "is_ip",
         "is_ip(text) -> boolean",
         "whether sourceIPAddress is an IP address rather than a service name",
+    ),
+    (
+        "to_json",
+        "to_json(value) -> string",
+        "a value as JSON text, structs as objects (null fields left out, as CloudTrail writes them); Athena's CAST(userIdentity AS JSON) is this",
     ),
     (
         "url_decode",
@@ -181,6 +187,9 @@ pub(crate) fn register(ctx: &SessionContext) {
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     ));
+    ctx.register_udf(ScalarUDF::from(ToJson {
+        signature: Signature::any(1, Volatility::Immutable),
+    }));
     let identity = trailql_schema::arrow_schema()
         .field_with_name("userIdentity")
         .expect("userIdentity is in the schema")
@@ -193,6 +202,52 @@ pub(crate) fn register(ctx: &SessionContext) {
         Volatility::Immutable,
         Arc::new(principal),
     ));
+}
+
+/// `to_json(value)`: any value as JSON text, by arrow's JSON writer.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToJson {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ToJson {
+    fn name(&self) -> &str {
+        "to_json"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let values = args.args[0].clone().into_array(args.number_rows)?;
+        Ok(ColumnarValue::Array(Arc::new(to_json(&values)?)))
+    }
+}
+
+/// Each value of `values` as JSON text (NULL for a null). Written as the member `v` of one
+/// object a line, then cut out of it.
+fn to_json(values: &ArrayRef) -> Result<StringArray> {
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("v", values.data_type().clone(), true),
+    ]));
+    let batch = arrow::record_batch::RecordBatch::try_new(schema, vec![Arc::clone(values)])?;
+    let mut lines = Vec::new();
+    let mut writer = arrow::json::LineDelimitedWriter::new(&mut lines);
+    writer.write(&batch)?;
+    writer.finish()?;
+    let text = String::from_utf8_lossy(&lines);
+    Ok(text
+        .lines()
+        .map(|line| {
+            line.strip_prefix("{\"v\":")
+                .and_then(|l| l.strip_suffix('}'))
+        })
+        .collect())
 }
 
 /// The argument as a Utf8 array of `rows` rows.
@@ -375,6 +430,29 @@ mod tests {
             Some("bucket/key:with:colons")
         );
         assert_eq!(arn_part("not an arn", 2), None);
+    }
+
+    #[test]
+    fn values_as_json_are_objects_without_their_null_fields_and_null_for_null() {
+        use arrow::array::{Int64Array, StructArray};
+        use arrow::datatypes::Field;
+        let names: ArrayRef = Arc::new(StringArray::from(vec![Some("a\"b"), None, Some("c")]));
+        let counts: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), Some(2), None]));
+        let structs = StructArray::new(
+            vec![
+                Field::new("name", DataType::Utf8, true),
+                Field::new("n", DataType::Int64, true),
+            ]
+            .into(),
+            vec![names, counts],
+            Some(vec![true, true, false].into()),
+        );
+        let json = to_json(&(Arc::new(structs) as ArrayRef)).unwrap();
+        let got: Vec<Option<&str>> = json.iter().collect();
+        assert_eq!(
+            got,
+            [Some(r#"{"name":"a\"b","n":1}"#), Some(r#"{"n":2}"#), None]
+        );
     }
 
     #[test]

@@ -384,6 +384,31 @@ impl VisitorMut for Rewrite<'_> {
                     };
                 }
             }
+            // `userIdentity->>'arn'`, as if the struct were JSON, is its field.
+            Expr::BinaryOp {
+                left,
+                op: op @ (ast::BinaryOperator::Arrow | ast::BinaryOperator::LongArrow),
+                right,
+            } => {
+                let as_text = matches!(op, ast::BinaryOperator::LongArrow);
+                if let Some(field) = self.struct_member(left, right, as_text) {
+                    *expr = field;
+                }
+            }
+            // Athena's `CAST(userIdentity AS JSON)`; text is JSON here as it is.
+            Expr::Cast {
+                expr: value,
+                data_type: ast::DataType::JSON | ast::DataType::JSONB,
+                ..
+            } => {
+                let value = std::mem::replace(&mut **value, Expr::value(Value::Null));
+                *expr = match self.type_of(&value) {
+                    Some(DataType::Struct(_) | DataType::List(_)) => {
+                        parse_expr(&format!("to_json({value})")).expect("a call parses")
+                    }
+                    _ => Expr::Nested(Box::new(value)),
+                };
+            }
             // Athena's `readonly` is text: `readonly = 'false'` compares a boolean here.
             Expr::BinaryOp { left, right, .. } => {
                 self.boolean_literal(left, right);
@@ -588,6 +613,33 @@ impl Rewrite<'_> {
     /// A name that is one top-level column's in another case becomes the column's.
     fn top_level(&self, ident: &mut Ident) {
         find(self.columns, ident);
+    }
+
+    /// The field `key` names of the struct `value` (a column or a field of one, `key` a text
+    /// written in the query), as text when `as_text` and the field is neither text nor a
+    /// struct. `None` for anything else, which is left to the JSON functions.
+    fn struct_member(&self, value: &Expr, key: &Expr, as_text: bool) -> Option<Expr> {
+        let mut parts = match value {
+            Expr::Identifier(ident) => vec![ident.clone()],
+            Expr::CompoundIdentifier(parts) => parts.clone(),
+            _ => return None,
+        };
+        let Some(DataType::Struct(fields)) = self.type_of(value) else {
+            return None;
+        };
+        let mut name = Ident::new(text_literal(key)?);
+        let field = find(fields, &mut name)?;
+        let text_like = matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Struct(_)
+        );
+        parts.push(name);
+        let member = Expr::CompoundIdentifier(parts);
+        Some(if as_text && !text_like {
+            parse_expr(&format!("CAST({member} AS VARCHAR)")).expect("a cast parses")
+        } else {
+            member
+        })
     }
 
     /// `'true'` or `'false'` in `value` as a boolean when `column` is one (Athena's `readonly` is
@@ -974,6 +1026,24 @@ mod tests {
              (json_as_text(j, 'a')) AS \"try(json_extract_scalar(j, '$.a'))\", \
              concat('', CAST(a AS VARCHAR), ':', CAST(b AS VARCHAR), ' 100%') AS \"format('%s:%s 100%%', a, b)\", \
              format('%d', a) FROM t WHERE false = readOnly"
+        );
+        // Structs read as JSON are their fields; DuckDB's and PostgreSQL's JSON and time functions.
+        assert_eq!(
+            rewritten(
+                "SELECT useridentity->'sessioncontext'->>'sessionissuer', userIdentity->>'arn', \
+                 useridentity.sessioncontext.attributes->>'creationdate', requestParameters->>'a', \
+                 CAST(useridentity AS JSON), requestparameters::json, \
+                 json_extract_string(j, '$.a[1]'), json_extract_path_text(j, 'a', 'b'), \
+                 strftime(eventTime, '%Y'), strftime('%Y', eventTime), epoch(t) FROM t"
+            ),
+            "SELECT userIdentity.sessionContext.sessionIssuer, userIdentity.arn, \
+             CAST(userIdentity.sessionContext.attributes.creationDate AS VARCHAR), \
+             requestParameters ->> 'a', to_json(userIdentity), (requestParameters), \
+             json_as_text(j, 'a', 1) AS \"json_extract_string(j, '$.a[1]')\", \
+             json_as_text(j, 'a', 'b') AS \"json_extract_path_text(j, 'a', 'b')\", \
+             to_char(eventTime, '%Y') AS \"strftime(eventTime, '%Y')\", \
+             to_char(eventTime, '%Y') AS \"strftime('%Y', eventTime)\", \
+             date_part('epoch', t) AS \"epoch(t)\" FROM t"
         );
         // A format that is not written in the query is left to the function as it is.
         assert_eq!(

@@ -17,6 +17,8 @@ use super::{arguments, rename};
 pub(super) fn athena_json(function: &mut ast::Function) {
     let functions = [
         ("json_extract_scalar", "json_as_text"),
+        // DuckDB's.
+        ("json_extract_string", "json_as_text"),
         ("json_extract", "json_get_json"),
         ("json_size", "json_length"),
     ];
@@ -179,6 +181,21 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         ("try", [x]) => format!("({x})"),
         ("format", [format, values @ ..]) => format_as_concat(&text_literal(format)?, values)?,
         ("json_array_length", [json]) => format!("json_length({json})"),
+        // DuckDB's (and SQLite's, format first) `strftime`, and its `epoch` and
+        // `regexp_matches` (a test, as `regexp_like`).
+        ("strftime", [format, t]) if text_literal(format).is_some_and(|f| f.contains('%')) => {
+            format!("to_char({t}, {format})")
+        }
+        ("strftime", [t, format]) => format!("to_char({t}, {format})"),
+        ("epoch", [t]) => format!("date_part('epoch', {t})"),
+        ("regexp_matches", [s, pattern]) => format!("regexp_like({s}, {pattern})"),
+        // PostgreSQL's paths of keys.
+        ("json_extract_path_text", [json, keys @ ..]) if !keys.is_empty() => {
+            format!("json_as_text({json}, {})", join(keys))
+        }
+        ("json_extract_path", [json, keys @ ..]) if !keys.is_empty() => {
+            format!("json_get_json({json}, {})", join(keys))
+        }
         ("json_parse" | "json_format", [json]) => format!("({json})"),
         ("date_parse", [s, format]) => {
             let format = mysql_format(&text_literal(format)?)?;
@@ -204,6 +221,14 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         _ => return None,
     };
     parse_expr(&sql)
+}
+
+/// Expressions as a list of arguments.
+fn join(args: &[&Expr]) -> String {
+    args.iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Presto's `format(format, values...)` when its format has no specifier but `%s` (and `%%`):
