@@ -81,11 +81,15 @@ async fn context_with_cache(source: &Path, cache_bytes: usize) -> SessionContext
         threads: 2,
         ..IngestOptions::default()
     };
+    let memory = trailql_sql::SessionMemory {
+        cache_bytes,
+        ..Default::default()
+    };
     trailql_sql::open(
         &[source.display().to_string()],
         &StoreOptions::default(),
         options,
-        cache_bytes,
+        memory,
     )
     .await
     .expect("open the source")
@@ -941,4 +945,62 @@ async fn generated_queries_answer_as_stock_datafusion_does() {
     }
     assert!(answered > 150, "{answered} of 200 queries answered rows");
     assert!(paths.iter().all(|(_, plans)| *plans >= 10), "{paths:?}");
+}
+
+/// A sort of more than `--memory-mb` spills to disk and answers as one that fits: what a query
+/// holds is set by the option, not by the data it reads.
+#[test]
+fn a_sort_larger_than_the_query_memory_spills_and_answers_the_same() {
+    let (corpus, lake) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let templates = data_dir().display().to_string();
+    let corpus_dir = corpus.path().display().to_string();
+    let run = trailql(&[
+        "generate",
+        &corpus_dir,
+        "--events",
+        "60000",
+        "--seed",
+        "3",
+        "--templates",
+        &templates,
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let lake_dir = lake.path().join("lake").display().to_string();
+    let run = trailql(&["convert", &corpus_dir, "--out", &lake_dir]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let sql = "SELECT eventID, requestParameters, responseElements FROM cloudtrail \
+               ORDER BY requestParameters, eventID";
+    let run_with = |memory_mb: &str, sql: &str| {
+        let run = trailql(&[
+            "query",
+            &lake_dir,
+            "--memory-mb",
+            memory_mb,
+            "--format",
+            "csv",
+            "--",
+            sql,
+        ]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        String::from_utf8(run.stdout).unwrap()
+    };
+    // The sort of about 40 MB in 48 MiB spills (its metrics say how often)...
+    let explained = run_with("48", &format!("EXPLAIN ANALYZE {sql}"));
+    let spills: u64 = explained
+        .split("spill_count=")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(spills > 0, "no spill in 48 MiB:\n{explained}");
+    let roomy = run_with("2048", &format!("EXPLAIN ANALYZE {sql}"));
+    assert!(roomy.contains("spill_count=0"), "{roomy}");
+    // ...and gives the same answer as in 2 GiB, every row.
+    let (small, large) = (run_with("48", sql), run_with("2048", sql));
+    assert_eq!(small.lines().count(), 60_001);
+    assert!(small == large, "the answers differ");
 }

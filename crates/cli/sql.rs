@@ -39,6 +39,13 @@ pub struct SourceArgs {
     /// larger than half of it together (or one an eighth) reads them directly.
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     cache_mb: usize,
+
+    /// Memory a query's sorts, aggregations, merges and joins hold at once, in MiB: sorts and
+    /// aggregations spill to the system's temporary folder (TMPDIR) beyond three quarters of
+    /// it, so `ORDER BY` or `GROUP BY eventID` over years of events finishes in the same memory
+    /// as over a day; merges and joins may also use the last quarter.
+    #[arg(long, value_name = "MIB", default_value_t = trailql_sql::DEFAULT_QUERY_MEMORY >> 20)]
+    memory_mb: usize,
 }
 
 /// Run SQL over trail data and print the result.
@@ -109,12 +116,15 @@ async fn open(
         region: source.region.clone(),
         endpoint: source.endpoint.clone(),
     };
-    let cache_bytes = if many_questions {
-        source.cache_mb.saturating_mul(1 << 20)
-    } else {
-        0
+    let memory = trailql_sql::SessionMemory {
+        cache_bytes: if many_questions {
+            source.cache_mb.saturating_mul(1 << 20)
+        } else {
+            0
+        },
+        query_bytes: source.memory_mb.max(1).saturating_mul(1 << 20),
     };
-    Ok(trailql_sql::open(&source.sources, &store, ingest, cache_bytes).await?)
+    Ok(trailql_sql::open(&source.sources, &store, ingest, memory).await?)
 }
 
 pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
@@ -182,8 +192,21 @@ pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
 
 /// DataFusion errors without their wrapping: one readable line.
 fn clean(e: datafusion::error::DataFusionError) -> anyhow::Error {
-    let root = e.find_root().to_string();
-    anyhow::anyhow!("{}", root.lines().next().unwrap_or_default())
+    let root = e.find_root();
+    let text = root.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    if let datafusion::error::DataFusionError::ResourcesExhausted(_) = root {
+        // The list of consumers that follows is DataFusion's; what to do about it is ours.
+        let what = first
+            .split(" with top memory consumers")
+            .next()
+            .unwrap_or(first);
+        return anyhow::anyhow!(
+            "{what}: the query needs more memory than --memory-mb gives it, even with its \
+             sorts and aggregations spilled; raise it, or select fewer columns"
+        );
+    }
+    anyhow::anyhow!("{first}")
 }
 
 /// Statements of a script, split at `;` outside quotes and comments.

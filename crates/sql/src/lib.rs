@@ -8,16 +8,20 @@ mod dialect;
 mod functions;
 mod group_count;
 mod json_filter;
+mod memory;
 mod pruning;
 mod raw;
 mod snapshot;
 mod text_filter;
 mod texts;
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use arrow::datatypes::Fields;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::TrackConsumersPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use trailql_ingest::{IngestOptions, StoreOptions};
 
@@ -26,6 +30,10 @@ pub use raw::RawTrailTable;
 
 /// The name of the table.
 pub const TABLE: &str = "cloudtrail";
+
+/// Memory a query's sorts, aggregations, merges and joins may hold at once, by default: sorts
+/// and aggregations spill to temporary files to stay within it ([`memory::QueryMemoryPool`]).
+pub const DEFAULT_QUERY_MEMORY: usize = 2 << 30;
 
 /// Errors of the SQL layer.
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +60,15 @@ pub enum SourceKind {
 
 /// A session with DataFusion set up for CloudTrail: identifiers keep their case
 /// (`eventName` works unquoted), JSON functions and trailql's functions registered, counts by
-/// text columns done by [`group_count`].
+/// text columns done by [`group_count`]; queries hold up to [`DEFAULT_QUERY_MEMORY`].
 pub fn new_context() -> Result<SessionContext, SqlError> {
+    new_context_with_memory(DEFAULT_QUERY_MEMORY)
+}
+
+/// [`new_context`] whose queries hold up to `memory_bytes` in sorts, aggregations, merges and
+/// joins (see [`memory::QueryMemoryPool`]), sorts and aggregations spilling the rest to the
+/// system's temporary folder: what a query holds depends on this, not on the data it reads.
+pub fn new_context_with_memory(memory_bytes: usize) -> Result<SessionContext, SqlError> {
     let mut config = SessionConfig::new().with_information_schema(true);
     let options = config.options_mut();
     options.sql_parser.enable_ident_normalization = false;
@@ -61,8 +76,16 @@ pub fn new_context() -> Result<SessionContext, SqlError> {
     options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
     options.execution.parquet.pushdown_filters = true;
     options.execution.parquet.reorder_filters = true;
+    let pool = TrackConsumersPool::new(
+        memory::QueryMemoryPool::new(memory_bytes),
+        NonZeroUsize::new(3).expect("3 is not 0"),
+    );
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .build_arc()?;
     let state = SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime)
         .with_default_features()
         // Comparisons by text id first: a count takes in the filter below it as it is then.
         .with_physical_optimizer_rule(Arc::new(text_filter::TextFilterRule))
@@ -106,17 +129,34 @@ pub async fn sql(
     ctx.execute_logical_plan(plan).await
 }
 
+/// The memory a session may use besides what reading takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionMemory {
+    /// A dataset's decoded columns kept between statements (0: none).
+    pub cache_bytes: usize,
+    /// What a query's sorts, aggregations, merges and joins hold at once.
+    pub query_bytes: usize,
+}
+
+impl Default for SessionMemory {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 0,
+            query_bytes: DEFAULT_QUERY_MEMORY,
+        }
+    }
+}
+
 /// A session whose `cloudtrail` table reads `source`: a dataset folder holding Parquet files, or
-/// any mix of trail files and folders (local or object store) read raw. Over a dataset, the
-/// session keeps up to `cache_bytes` of decoded columns between statements (0: none).
+/// any mix of trail files and folders (local or object store) read raw, within `memory`.
 pub async fn open(
     sources: &[String],
     store: &StoreOptions,
     ingest: IngestOptions,
-    cache_bytes: usize,
+    memory: SessionMemory,
 ) -> Result<(SessionContext, SourceKind), SqlError> {
-    let ctx = new_context()?;
-    let kind = register(&ctx, TABLE, sources, store, ingest, cache_bytes).await?;
+    let ctx = new_context_with_memory(memory.query_bytes)?;
+    let kind = register(&ctx, TABLE, sources, store, ingest, memory.cache_bytes).await?;
     Ok((ctx, kind))
 }
 
