@@ -872,28 +872,7 @@ impl<'a, 'n> Walk<'a, 'n> {
     /// The EventBridge event at the cursor (an object of `len` members, checked by
     /// [`is_eventbridge`]): its `detail` decoded as the event, the rest of it kept as JSON.
     fn eventbridge(&mut self, out: &mut BatchBuilder, len: usize) {
-        self.t += 1;
-        self.s += 1;
-        let mut envelope = b"{".to_vec();
-        let mut detail = None;
-        for _ in 0..len {
-            let key_s = self.s;
-            let key = self.key();
-            if key == "detail" && detail.is_none() {
-                detail = Some((self.t, self.s));
-                self.skip_value();
-            } else {
-                let (a, b) = self.skip_value();
-                if envelope.len() > 1 {
-                    envelope.push(b',');
-                }
-                envelope.extend_from_slice(self.key_text(key_s));
-                envelope.push(b':');
-                envelope.extend_from_slice(compact(&self.src[a..b], self.scratch));
-            }
-            self.s += 1; // ',' or '}'
-        }
-        envelope.push(b'}');
+        let (detail, envelope) = self.object_but(len, |key, _| key == "detail");
         let end = (self.t, self.s);
         (self.t, self.s) = detail.expect("is_eventbridge found the detail");
         self.event_in(out, Some((ENVELOPE_KEY, &envelope)));
@@ -990,34 +969,50 @@ impl<'a, 'n> Walk<'a, 'n> {
     /// [`Walk::messages`] with the other members (`EventId`, `Username`, `Resources`...) as
     /// its envelope.
     fn lookup_event(&mut self, len: usize) {
-        self.t += 1;
-        self.s += 1;
-        let mut envelope = b"{".to_vec();
-        let mut event = None;
-        for _ in 0..len {
-            let key_s = self.s;
-            let key = self.key();
-            if let (Node::String(text), "CloudTrailEvent", None) = (self.nodes[self.t], key, &event)
-            {
-                event = Some(text.to_string());
-                self.skip_value();
-            } else {
-                let (a, b) = self.skip_value();
-                if envelope.len() > 1 {
-                    envelope.push(b',');
-                }
-                envelope.extend_from_slice(self.key_text(key_s));
-                envelope.push(b':');
-                envelope.extend_from_slice(compact(&self.src[a..b], self.scratch));
-            }
-            self.s += 1; // ',' or '}'
-        }
-        envelope.push(b'}');
+        let (event, envelope) = self.object_but(len, |key, value| {
+            key == "CloudTrailEvent" && matches!(value, Node::String(_))
+        });
+        let Some(Node::String(text)) = event.map(|(t, _)| self.nodes[t]) else {
+            unreachable!("is_lookup_event found the event's text")
+        };
         self.messages.push(Message {
-            text: event.expect("is_lookup_event found the event's text"),
+            text: text.to_string(),
             envelope_key: LOOKUP_ENVELOPE_KEY,
             envelope,
         });
+    }
+
+    /// Step over the object of `len` members at the cursor: the cursor (tape and structural
+    /// index) of the value of its first member that is `wanted`, and the JSON of the object
+    /// without that member (its other members compacted, in their order).
+    fn object_but(
+        &mut self,
+        len: usize,
+        wanted: impl Fn(&str, &Node<'_>) -> bool,
+    ) -> (Option<(usize, usize)>, Vec<u8>) {
+        self.t += 1;
+        self.s += 1;
+        let mut rest = b"{".to_vec();
+        let mut found = None;
+        for _ in 0..len {
+            let key_s = self.s;
+            let key = self.key();
+            if found.is_none() && wanted(key, &self.nodes[self.t]) {
+                found = Some((self.t, self.s));
+                self.skip_value();
+            } else {
+                let (a, b) = self.skip_value();
+                if rest.len() > 1 {
+                    rest.push(b',');
+                }
+                rest.extend_from_slice(self.key_text(key_s));
+                rest.push(b':');
+                rest.extend_from_slice(compact(&self.src[a..b], self.scratch));
+            }
+            self.s += 1; // ',' or '}'
+        }
+        rest.push(b'}');
+        (found, rest)
     }
 
     fn pos(&self, s: usize) -> usize {
