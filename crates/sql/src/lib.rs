@@ -105,8 +105,7 @@ pub async fn sql(
     text: &str,
 ) -> datafusion::error::Result<datafusion::dataframe::DataFrame> {
     let state = ctx.state();
-    let dialect = state.config().options().sql_parser.dialect;
-    let mut statement = state.sql_to_statement(text, &dialect)?;
+    let mut statement = dialect::parse_statement(&state, text)?;
     let columns = match ctx.table_provider(TABLE).await {
         Ok(table) => table.schema().fields().clone(),
         Err(_) => Fields::empty(),

@@ -8,6 +8,8 @@
 //!   sessionissuer.username`, `resources[1].arn`, `"useridentity"."arn"`. A name that is no
 //!   column's (or field's) but one column's in another case is written as that column's; names
 //!   written in their own case are left as they are.
+//! - **DuckDB's `SELECT * EXCLUDE (...)`**, parsed by the [`parse`] module's dialect, its names
+//!   in any case too.
 //! - **Athena's partition columns** (`region`, `account`, `year`, `month`, `day`, `timestamp`)
 //!   are read from the record, and `timestamp` compared with a day is a time range (the
 //!   [`athena_partitions`] module).
@@ -50,8 +52,10 @@ use datafusion::sql::sqlparser::parser::Parser;
 use trailql_schema::{FieldSpec, Kind, RECORD, UNMAPPED};
 
 mod athena_partitions;
+mod parse;
 mod presto;
 use athena_partitions::{AthenaPartition, day_comparison, day_range};
+pub(crate) use parse::parse_statement;
 use presto::{
     as_athena_text, athena_json, date_add, parse_expr, presto, quoted, text_literal,
     time_prefix_range,
@@ -254,6 +258,19 @@ impl VisitorMut for Rewrite<'_> {
                 SelectItem::ExprWithAlias { alias, .. } => self.top_level(alias),
                 SelectItem::ExprWithAliases { aliases, .. } => {
                     aliases.iter_mut().for_each(|a| self.top_level(a))
+                }
+                // `SELECT * EXCLUDE (requestparameters)`.
+                SelectItem::Wildcard(options) => {
+                    let names = match &mut options.opt_exclude {
+                        Some(ast::ExcludeSelectItem::Single(name)) => std::slice::from_mut(name),
+                        Some(ast::ExcludeSelectItem::Multiple(names)) => names.as_mut_slice(),
+                        None => &mut [],
+                    };
+                    for part in names.iter_mut().flat_map(|n| n.0.iter_mut()) {
+                        if let ObjectNamePart::Identifier(ident) = part {
+                            self.top_level(ident);
+                        }
+                    }
                 }
                 _ => {}
             }
