@@ -102,14 +102,18 @@ fn error_text(e: &anyhow::Error) -> String {
     kept.join(": ")
 }
 
-/// jemalloc, returning freed pages to the system after a second. glibc's malloc fragments over a
+/// jemalloc, returning freed pages to the system after half a second. glibc's malloc fragments over a
 /// long conversion (peak memory grew 15-25% for a 4x corpus, with a fixed mmap threshold, and
 /// more without); jemalloc's stays within 3-8% and converts as fast. With a quarter of a second
 /// (before), the kernel took a fifth of a conversion's CPU time, mostly page faults and TLB
 /// flushes, as rows freed by the encoders were handed back and faulted in again by the decoders. Measured on 1M and 4M
 /// events with the 192 MiB row budget of the time: 1 s peaked at 448-494 MiB; 5 s at 487 and
 /// 504 MiB; never returning memory at 572 and 885 MiB, growing with the corpus. The row budget
-/// went down to 160 MiB to pay for it (410-416 and 438-444 MiB).
+/// went down to 160 MiB to pay for it (410-416 and 438-444 MiB). Later runs of 1 s drew 4M-event
+/// peaks of 432-456 MiB against 380-432 for 1M events, up to 15% apart; half a second, four runs
+/// each (2026-12-01): 389-399 and 412-419 MiB, 4-8% apart, with the same wall time within the
+/// machine's noise (3.8-4.2 s and 15.3-16.0 s, against 4.0-4.3 and 14.9-15.5 s) for a fifth more
+/// system time.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -117,7 +121,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// Read by jemalloc at start-up (`_RJEM_MALLOC_CONF` in the environment overrides it).
 #[cfg(not(target_env = "msvc"))]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static MALLOC_CONF: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+static MALLOC_CONF: &[u8; 59] = b"background_thread:true,dirty_decay_ms:500,muzzy_decay_ms:0\0";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
