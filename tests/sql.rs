@@ -984,7 +984,7 @@ fn a_sort_larger_than_the_query_memory_spills_and_answers_the_same() {
         assert!(run.status.success(), "{}", stderr(&run));
         String::from_utf8(run.stdout).unwrap()
     };
-    // The sort of about 40 MB in 48 MiB spills (its metrics say how often)...
+    // The sort of 60,000 events' payloads in 48 MiB spills (its metrics say how often)...
     let explained = run_with("48", &format!("EXPLAIN ANALYZE {sql}"));
     let spills: u64 = explained
         .split("spill_count=")

@@ -111,9 +111,8 @@ fn error_text(e: &anyhow::Error) -> String {
 /// 504 MiB; never returning memory at 572 and 885 MiB, growing with the corpus. The row budget
 /// went down to 160 MiB to pay for it (410-416 and 438-444 MiB). Later runs of 1 s drew 4M-event
 /// peaks of 432-456 MiB against 380-432 for 1M events, up to 15% apart; half a second, four runs
-/// each (2026-12-01): 389-399 and 412-419 MiB, 4-8% apart, with the same wall time within the
-/// machine's noise (3.8-4.2 s and 15.3-16.0 s, against 4.0-4.3 and 14.9-15.5 s) for a fifth more
-/// system time.
+/// each (2026-12-01): 389-399 and 412-419 MiB, 4-8% apart, with wall times that overlap
+/// (3.8-4.2 s and 15.3-16.0 s, against 4.0-4.3 and 14.9-15.5 s) for a fifth more system time.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

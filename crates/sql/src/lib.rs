@@ -72,7 +72,9 @@ pub fn new_context_with_memory(memory_bytes: usize) -> Result<SessionContext, Sq
     let mut config = SessionConfig::new().with_information_schema(true);
     let options = config.options_mut();
     options.sql_parser.enable_ident_normalization = false;
-    // PostgreSQL's operator precedence: `col->>'key' IS NOT NULL` applies `->>` first.
+    // PostgreSQL's operator precedence: `col->>'key' IS NOT NULL` applies `->>` first. [`sql`]
+    // parses with its own dialect, PostgreSQL's and more ([`dialect::parse_statement`]); this
+    // is for DataFusion's own entry points (`SessionContext::sql`).
     options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
     options.execution.parquet.pushdown_filters = true;
     options.execution.parquet.reorder_filters = true;

@@ -168,8 +168,9 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         ("every", [condition]) => format!("bool_and({condition})"),
         ("max_by", [x, by]) => format!("first_value({x} ORDER BY {by} DESC NULLS LAST)"),
         ("min_by", [x, by]) => format!("first_value({x} ORDER BY {by} ASC NULLS LAST)"),
-        // Presto's `try` makes an error NULL: a cast is a `TRY_CAST`; anything else is itself
-        // (trailql's functions give NULL for text that is no JSON, no time, no ARN).
+        // Presto's `try` makes an error NULL: a cast is a `TRY_CAST`; anything else is itself,
+        // which is the same for the JSON and ARN functions (NULL for text that is none) but
+        // still an error where DataFusion's function fails (`to_timestamp('garbage')`).
         (
             "try",
             [
