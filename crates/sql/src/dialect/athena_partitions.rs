@@ -8,7 +8,8 @@
 
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Ident};
 
-use super::presto::{parse_expr, text_literal};
+use super::parse::parse_expr;
+use super::presto::text_literal;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum AthenaPartition {

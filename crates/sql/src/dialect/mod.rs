@@ -27,6 +27,13 @@
 //!   `split`, `json_array_length`, and the time formats of `date_parse`, `date_format`,
 //!   `parse_datetime` and `format_datetime` are the DataFusion SQL they are. These rewrites of
 //!   one call, which need nothing of the table, are the [`presto`] module's.
+//! - **Presto's lambdas**: `transform`, `filter`, `any_match`, `none_match` and `all_match` are
+//!   DataFusion's `array_transform`, `array_filter` and `array_any_match` (negated as they
+//!   must be), and a field of a lambda's parameter, `r -> r.arn`, is `r['ARN']` (the
+//!   [`parse`] module parses them).
+//! - **Presto's addresses and ranges** (`IPADDRESS`, `IPPREFIX`, and PostgreSQL's `inet` and
+//!   `cidr`) are text: a cast to one is its value, and `contains(range, ip)` and
+//!   `is_subnet_of(range, ip)` are `ip_in_cidr(ip, range)`.
 //! - **Athena's `CROSS JOIN UNNEST(resources) AS t(r)`** (DataFusion cannot plan a list of the
 //!   table it joins) is a subquery with `unnest(resources) AS r`.
 //! - **Athena's `element_at(list, i)`** is `array_element(list, i)` (DataFusion's
@@ -47,17 +54,16 @@ use datafusion::sql::sqlparser::ast::{
     JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr,
     TableAlias, TableFactor, Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use trailql_schema::{FieldSpec, Kind, RECORD, UNMAPPED};
 
 mod athena_partitions;
 mod parse;
 mod presto;
 use athena_partitions::{AthenaPartition, day_comparison, day_range};
+use parse::parse_expr;
 pub(crate) use parse::parse_statement;
 use presto::{
-    as_athena_text, athena_json, date_add, parse_expr, presto, quoted, text_literal,
+    as_athena_text, athena_json, date_add, lambda_functions, presto, quoted, text_literal,
     time_prefix_range,
 };
 
@@ -72,6 +78,7 @@ pub(crate) fn rewrite(statement: &mut Statement, columns: &Fields, tables: &[Str
         select_items: Vec::new(),
         defined: HashSet::new(),
         partition_scopes: Vec::new(),
+        lambda_parameters: Vec::new(),
     };
     match statement {
         Statement::Statement(inner) => {
@@ -109,6 +116,9 @@ struct Rewrite<'a> {
     /// For each query being rewritten (innermost last), whether it selects from the
     /// `cloudtrail` table, where Athena's partition columns are read from the record.
     partition_scopes: Vec<bool>,
+    /// The parameters of the lambdas being rewritten (innermost last), with the type of the
+    /// items of the list they are given when it is known: `r -> r.arn` is `r.ARN`.
+    lambda_parameters: Vec<(String, Option<DataType>)>,
 }
 
 /// An unnamed item of a projection as it was written.
@@ -326,6 +336,7 @@ impl VisitorMut for Rewrite<'_> {
     }
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        self.enter_lambdas(expr);
         // The `eventTime` of the Athena partition column `timestamp`, when `e` is that.
         let time_of = |e: &Expr| match self.partition_reference(e)? {
             (AthenaPartition::Timestamp, table) => Some(match table {
@@ -358,6 +369,7 @@ impl VisitorMut for Rewrite<'_> {
         match expr {
             Expr::Identifier(ident) => {
                 if find(self.columns, ident).is_none()
+                    && self.lambda_parameter(ident).is_none()
                     && let Some(partition) = self.partition(ident)
                 {
                     *expr = partition.value(None);
@@ -368,7 +380,22 @@ impl VisitorMut for Rewrite<'_> {
                     parts[0] = table.clone();
                 }
                 self.path(parts);
-                if let Some(json) = self.json_field(parts) {
+                // A field of a lambda's parameter, which DataFusion plans as `r['ARN']`.
+                if self.lambda_parameter(&parts[0]).is_some() {
+                    let root = Box::new(Expr::Identifier(parts[0].clone()));
+                    let access_chain = parts[1..]
+                        .iter()
+                        .map(|part| {
+                            AccessExpr::Subscript(ast::Subscript::Index {
+                                index: Expr::Value(ValueWithSpan {
+                                    value: Value::SingleQuotedString(part.value.clone()),
+                                    span: part.span,
+                                }),
+                            })
+                        })
+                        .collect();
+                    *expr = Expr::CompoundFieldAccess { root, access_chain };
+                } else if let Some(json) = self.json_field(parts) {
                     *expr = json;
                 } else if let Some((partition, table)) = self.partition_reference(expr) {
                     *expr = partition.value(table.as_ref());
@@ -426,6 +453,23 @@ impl VisitorMut for Rewrite<'_> {
                     _ => Expr::Nested(Box::new(value)),
                 };
             }
+            // Presto's `CAST(sourceipaddress AS IPADDRESS)` and `IPPREFIX '10.0.0.0/8'`,
+            // PostgreSQL's `::inet` and `::cidr`: addresses and ranges are text here, which
+            // `ip_in_cidr` reads.
+            Expr::Cast {
+                expr: value,
+                data_type: ast::DataType::Custom(name, _),
+                ..
+            } if is_ip_type(name) => {
+                *expr = Expr::Nested(Box::new(std::mem::replace(
+                    &mut **value,
+                    Expr::value(Value::Null),
+                )));
+            }
+            Expr::TypedString(typed) if matches!(&typed.data_type, ast::DataType::Custom(name, _) if is_ip_type(name)) =>
+            {
+                *expr = Expr::Value(typed.value.clone());
+            }
             // Athena's `readonly` is text: `readonly = 'false'` compares a boolean here.
             Expr::BinaryOp { left, right, .. } => {
                 self.boolean_literal(left, right);
@@ -456,11 +500,14 @@ impl VisitorMut for Rewrite<'_> {
                 **text = as_athena_text(text);
             }
             Expr::Function(function) => {
+                self.leave_lambdas(function);
                 self.timestamps_as_text(function);
                 athena_json(function);
                 self.list_functions(function);
                 if let Some(timestamp) = self.iso8601_timestamp(function) {
                     *expr = timestamp;
+                } else if let Some(negated) = lambda_functions(function) {
+                    *expr = negated;
                 } else if let Some(sum) = date_add(function) {
                     *expr = sum;
                 } else if let Some(same) = presto(function) {
@@ -567,8 +614,7 @@ impl Rewrite<'_> {
             "SELECT * FROM (SELECT *, unnest({list}) AS {} FROM {relation}) AS {table}",
             element.name
         );
-        let Some(derived) = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
-            .ok()
+        let Some(derived) = parse::parse_sql(&sql)
             .and_then(|mut statements| statements.pop())
             .and_then(|statement| match statement {
                 ast::Statement::Query(query) => match *query.body {
@@ -724,6 +770,8 @@ impl Rewrite<'_> {
                 start = Some((i, column.data_type()));
             } else if let Some(element) = self.unnested.get(&part.value) {
                 start = Some((i, element));
+            } else if let Some(item) = self.lambda_parameter(part) {
+                start = Some((i, item.as_ref()?));
             }
             if start.is_some() {
                 break;
@@ -734,6 +782,63 @@ impl Rewrite<'_> {
             at = find(struct_fields(at)?, part)?.data_type();
         }
         Some(at)
+    }
+
+    /// The type of the items a lambda's parameter named `ident` takes (`Some(None)` when it is
+    /// not known).
+    fn lambda_parameter(&self, ident: &Ident) -> Option<&Option<DataType>> {
+        self.lambda_parameters
+            .iter()
+            .rev()
+            .find(|(name, _)| *name == ident.value)
+            .map(|(_, item)| item)
+    }
+
+    /// A lambda's parameters, pushed before its body is rewritten: `transform(resources, r ->
+    /// ...)` gives `r` the type of `resources`' items.
+    fn enter_lambdas(&mut self, expr: &Expr) {
+        let Expr::Function(function) = expr else {
+            return;
+        };
+        let FunctionArguments::List(list) = &function.args else {
+            return;
+        };
+        let mut args = list.args.iter().filter_map(|arg| match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        });
+        let items = args
+            .next()
+            .and_then(|list| self.type_of(list))
+            .and_then(list_item)
+            .cloned();
+        for arg in args {
+            let Expr::Lambda(lambda) = arg else { continue };
+            let params = match &lambda.params {
+                ast::OneOrManyWithParens::One(p) => vec![(p.name.value.clone(), items.clone())],
+                ast::OneOrManyWithParens::Many(ps) => {
+                    ps.iter().map(|p| (p.name.value.clone(), None)).collect()
+                }
+            };
+            self.lambda_parameters.extend(params);
+        }
+    }
+
+    /// Pops what [`Rewrite::enter_lambdas`] pushed for `function`.
+    fn leave_lambdas(&mut self, function: &ast::Function) {
+        let FunctionArguments::List(list) = &function.args else {
+            return;
+        };
+        for arg in &list.args {
+            if let FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Lambda(lambda))) = arg {
+                let n = match &lambda.params {
+                    ast::OneOrManyWithParens::One(_) => 1,
+                    ast::OneOrManyWithParens::Many(ps) => ps.len(),
+                };
+                let keep = self.lambda_parameters.len().saturating_sub(n);
+                self.lambda_parameters.truncate(keep);
+            }
+        }
     }
 
     /// A field of a JSON text column named as a struct's would be, `requestParameters.
@@ -864,7 +969,12 @@ fn is_json_text(field: &Field) -> bool {
 /// Whether `expr` is an array written out or a call of a function that returns one (`split`,
 /// as rewritten, `regexp_match`, `array_agg`...).
 fn makes_list(expr: &Expr) -> bool {
-    const LIST_FUNCTIONS: [&str; 9] = [
+    const LIST_FUNCTIONS: [&str; 14] = [
+        "array_transform",
+        "array_filter",
+        "generate_series",
+        "arrays_zip",
+        "array_concat",
         "string_to_array",
         "split",
         "regexp_match",
@@ -927,6 +1037,12 @@ fn find<'f>(fields: &'f Fields, ident: &mut Ident) -> Option<&'f Field> {
 }
 
 /// Athena's names for a CloudTrail table: `cloudtrail_logs`, `cloudtrail_logs_<bucket>`.
+/// Presto's and PostgreSQL's types of addresses and ranges.
+fn is_ip_type(name: &ObjectName) -> bool {
+    let name = name.to_string().to_ascii_lowercase();
+    matches!(name.as_str(), "ipaddress" | "ipprefix" | "inet" | "cidr")
+}
+
 fn is_athena_table_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower == "cloudtrail_logs" || lower.starts_with("cloudtrail_logs_")

@@ -1,26 +1,102 @@
 //! The SQL trailql parses: PostgreSQL's (its operator precedence makes `col->>'key' IS NOT
 //! NULL` mean what it says), with DuckDB's and Snowflake's `SELECT * EXCLUDE (...)`, which
-//! DataFusion plans but the PostgreSQL dialect does not parse.
+//! DataFusion plans but the PostgreSQL dialect does not parse, and Presto's and DuckDB's
+//! lambdas (`any_match(resources, r -> r.type = 'AWS::S3::Bucket')`) in the statements that
+//! pass one to a function that takes one. Elsewhere `x -> 'key'` is PostgreSQL's JSON operator.
 
 use std::any::TypeId;
+use std::ops::ControlFlow;
 
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::ast::{self, BinaryOperator, Expr, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 
-/// PostgreSQL's dialect and `SELECT * EXCLUDE`: every method PostgreSQL's dialect defines is
-/// its, and it is PostgreSQL to the parser's checks of the dialect.
+/// PostgreSQL's dialect, `SELECT * EXCLUDE` and, when `lambdas`, `x -> ...` as a lambda: every
+/// other method PostgreSQL's dialect defines is its, and it is PostgreSQL to the parser's checks
+/// of the dialect.
 #[derive(Debug, Default)]
-struct TrailqlDialect(PostgreSqlDialect);
+struct TrailqlDialect {
+    postgres: PostgreSqlDialect,
+    lambdas: bool,
+}
 
-/// Parse `text`, one statement, as `state` would (its recursion limit), in trailql's dialect.
+/// Functions that take a lambda: Presto's, DuckDB's and DataFusion's names.
+const HIGHER_ORDER: [&str; 13] = [
+    "any_match",
+    "all_match",
+    "none_match",
+    "transform",
+    "filter",
+    "array_transform",
+    "array_filter",
+    "array_any_match",
+    "list_transform",
+    "list_filter",
+    "list_apply",
+    "array_apply",
+    "apply",
+];
+
+/// Parse `text`, one statement, as `state` would (its recursion limit), in trailql's dialect:
+/// parsed again with lambdas when, without, a function that takes one was given what PostgreSQL
+/// reads as JSON access of a bare name (`r -> r.arn`) or of a list of names (`(s, x) -> s + x`).
 pub(crate) fn parse_statement(state: &SessionState, text: &str) -> Result<Statement> {
+    let statement = match parse_in(state, text, false) {
+        Ok(statement) => statement,
+        // Presto's `IPPREFIX '10.0.0.0/8'`, which no dialect parses: addresses are text here.
+        Err(error) => match without_ip_literal_types(text) {
+            Some(text) => return parse_statement(state, &text).map_err(|_| error),
+            None => return Err(error),
+        },
+    };
+    if statement_passes_lambdas(&statement) {
+        return parse_in(state, text, true);
+    }
+    Ok(statement)
+}
+
+/// `text` without the type names of Presto's literals of addresses and ranges (`IPADDRESS
+/// '10.1.2.3'`, `IPPREFIX '10.0.0.0/8'`), `None` if it has none.
+fn without_ip_literal_types(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    let mut found = false;
+    while at < text.len() {
+        let rest = &lower[at..];
+        let word = ["ipaddress", "ipprefix"].into_iter().find(|w| {
+            rest.starts_with(w)
+                && !lower[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                && rest[w.len()..].trim_start().starts_with('\'')
+                && rest[w.len()..].starts_with(char::is_whitespace)
+        });
+        match word {
+            Some(word) => {
+                found = true;
+                at += word.len();
+            }
+            None => {
+                let c = text[at..].chars().next().expect("at is within text");
+                out.push(c);
+                at += c.len_utf8();
+            }
+        }
+    }
+    found.then_some(out)
+}
+
+fn parse_in(state: &SessionState, text: &str, lambdas: bool) -> Result<Statement> {
     let recursion_limit = state.config().options().sql_parser.recursion_limit.get();
+    let dialect = TrailqlDialect {
+        lambdas,
+        ..TrailqlDialect::default()
+    };
     let mut statements = DFParserBuilder::new(text)
-        .with_dialect(&TrailqlDialect::default())
+        .with_dialect(&dialect)
         .with_recursion_limit(recursion_limit)
         .build()?
         .parse_statements()?;
@@ -34,165 +110,256 @@ pub(crate) fn parse_statement(state: &SessionState, text: &str) -> Result<Statem
     })
 }
 
+/// Whether `sql` holds a function that takes a lambda given `name -> ...` or `(a, b) -> ...`,
+/// as PostgreSQL's dialect parses them.
+fn passes_lambdas<V: Visit>(sql: &V) -> bool {
+    struct Finder;
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(function) = expr
+                && let ast::FunctionArguments::List(list) = &function.args
+                && HIGHER_ORDER.contains(&function.name.to_string().to_ascii_lowercase().as_str())
+                && list.visit(&mut ArrowFinder).is_break()
+            {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    struct ArrowFinder;
+    impl Visitor for ArrowFinder {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if let Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Arrow,
+                ..
+            } = expr
+            {
+                let names = match &**left {
+                    Expr::Identifier(_) => true,
+                    Expr::Nested(inner) => matches!(**inner, Expr::Identifier(_)),
+                    Expr::Tuple(items) => items.iter().all(|i| matches!(i, Expr::Identifier(_))),
+                    _ => false,
+                };
+                if names {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    sql.visit(&mut Finder).is_break()
+}
+
+fn statement_passes_lambdas(statement: &Statement) -> bool {
+    match statement {
+        Statement::Statement(inner) => passes_lambdas(inner),
+        Statement::Explain(explain) => statement_passes_lambdas(&explain.statement),
+        _ => false,
+    }
+}
+
+/// An expression written as SQL (by a rewrite), as trailql's dialect reads it.
+pub(super) fn parse_expr(sql: &str) -> Option<Expr> {
+    let parse = |lambdas| {
+        let dialect = TrailqlDialect {
+            lambdas,
+            ..TrailqlDialect::default()
+        };
+        Parser::new(&dialect)
+            .try_with_sql(sql)
+            .ok()?
+            .parse_expr()
+            .ok()
+    };
+    let expr = parse(false)?;
+    if passes_lambdas(&expr) {
+        return parse(true);
+    }
+    Some(expr)
+}
+
+/// Statements written as SQL (by a rewrite), as trailql's dialect reads them.
+pub(super) fn parse_sql(sql: &str) -> Option<Vec<ast::Statement>> {
+    let parse = |lambdas| {
+        let dialect = TrailqlDialect {
+            lambdas,
+            ..TrailqlDialect::default()
+        };
+        Parser::parse_sql(&dialect, sql).ok()
+    };
+    let statements = parse(false)?;
+    if passes_lambdas(&statements) {
+        return parse(true);
+    }
+    Some(statements)
+}
+
 impl Dialect for TrailqlDialect {
     fn dialect(&self) -> TypeId {
-        self.0.dialect()
+        self.postgres.dialect()
     }
 
     fn supports_select_wildcard_exclude(&self) -> bool {
         true
     }
 
+    fn supports_lambda_functions(&self) -> bool {
+        self.lambdas
+    }
+
     fn identifier_quote_style(&self, identifier: &str) -> Option<char> {
-        self.0.identifier_quote_style(identifier)
+        self.postgres.identifier_quote_style(identifier)
     }
 
     fn is_delimited_identifier_start(&self, ch: char) -> bool {
-        self.0.is_delimited_identifier_start(ch)
+        self.postgres.is_delimited_identifier_start(ch)
     }
 
     fn is_identifier_start(&self, ch: char) -> bool {
-        self.0.is_identifier_start(ch)
+        self.postgres.is_identifier_start(ch)
     }
 
     fn is_identifier_part(&self, ch: char) -> bool {
-        self.0.is_identifier_part(ch)
+        self.postgres.is_identifier_part(ch)
     }
 
     fn supports_unicode_string_literal(&self) -> bool {
-        self.0.supports_unicode_string_literal()
+        self.postgres.supports_unicode_string_literal()
     }
 
     fn is_reserved_for_identifier(&self, kw: Keyword) -> bool {
-        self.0.is_reserved_for_identifier(kw)
+        self.postgres.is_reserved_for_identifier(kw)
     }
 
     fn is_custom_operator_part(&self, ch: char) -> bool {
-        self.0.is_custom_operator_part(ch)
+        self.postgres.is_custom_operator_part(ch)
     }
 
     fn get_next_precedence(&self, parser: &Parser) -> Option<Result<u8, ParserError>> {
-        self.0.get_next_precedence(parser)
+        self.postgres.get_next_precedence(parser)
     }
 
     fn supports_filter_during_aggregation(&self) -> bool {
-        self.0.supports_filter_during_aggregation()
+        self.postgres.supports_filter_during_aggregation()
     }
 
     fn supports_group_by_expr(&self) -> bool {
-        self.0.supports_group_by_expr()
+        self.postgres.supports_group_by_expr()
     }
 
     fn prec_value(&self, prec: Precedence) -> u8 {
-        self.0.prec_value(prec)
+        self.postgres.prec_value(prec)
     }
 
     fn allow_extract_custom(&self) -> bool {
-        self.0.allow_extract_custom()
+        self.postgres.allow_extract_custom()
     }
 
     fn allow_extract_single_quotes(&self) -> bool {
-        self.0.allow_extract_single_quotes()
+        self.postgres.allow_extract_single_quotes()
     }
 
     fn supports_create_index_with_clause(&self) -> bool {
-        self.0.supports_create_index_with_clause()
+        self.postgres.supports_create_index_with_clause()
     }
 
     fn supports_explain_with_utility_options(&self) -> bool {
-        self.0.supports_explain_with_utility_options()
+        self.postgres.supports_explain_with_utility_options()
     }
 
     fn supports_listen_notify(&self) -> bool {
-        self.0.supports_listen_notify()
+        self.postgres.supports_listen_notify()
     }
 
     fn supports_factorial_operator(&self) -> bool {
-        self.0.supports_factorial_operator()
+        self.postgres.supports_factorial_operator()
     }
 
     fn supports_bitwise_shift_operators(&self) -> bool {
-        self.0.supports_bitwise_shift_operators()
+        self.postgres.supports_bitwise_shift_operators()
     }
 
     fn supports_comment_on(&self) -> bool {
-        self.0.supports_comment_on()
+        self.postgres.supports_comment_on()
     }
 
     fn supports_load_extension(&self) -> bool {
-        self.0.supports_load_extension()
+        self.postgres.supports_load_extension()
     }
 
     fn supports_named_fn_args_with_colon_operator(&self) -> bool {
-        self.0.supports_named_fn_args_with_colon_operator()
+        self.postgres.supports_named_fn_args_with_colon_operator()
     }
 
     fn supports_named_fn_args_with_expr_name(&self) -> bool {
-        self.0.supports_named_fn_args_with_expr_name()
+        self.postgres.supports_named_fn_args_with_expr_name()
     }
 
     fn supports_empty_projections(&self) -> bool {
-        self.0.supports_empty_projections()
+        self.postgres.supports_empty_projections()
     }
 
     fn supports_nested_comments(&self) -> bool {
-        self.0.supports_nested_comments()
+        self.postgres.supports_nested_comments()
     }
 
     fn supports_string_escape_constant(&self) -> bool {
-        self.0.supports_string_escape_constant()
+        self.postgres.supports_string_escape_constant()
     }
 
     fn supports_numeric_literal_underscores(&self) -> bool {
-        self.0.supports_numeric_literal_underscores()
+        self.postgres.supports_numeric_literal_underscores()
     }
 
     fn supports_array_typedef_with_brackets(&self) -> bool {
-        self.0.supports_array_typedef_with_brackets()
+        self.postgres.supports_array_typedef_with_brackets()
     }
 
     fn supports_geometric_types(&self) -> bool {
-        self.0.supports_geometric_types()
+        self.postgres.supports_geometric_types()
     }
 
     fn supports_set_names(&self) -> bool {
-        self.0.supports_set_names()
+        self.postgres.supports_set_names()
     }
 
     fn supports_alter_column_type_using(&self) -> bool {
-        self.0.supports_alter_column_type_using()
+        self.postgres.supports_alter_column_type_using()
     }
 
     fn supports_notnull_operator(&self) -> bool {
-        self.0.supports_notnull_operator()
+        self.postgres.supports_notnull_operator()
     }
 
     fn supports_interval_options(&self) -> bool {
-        self.0.supports_interval_options()
+        self.postgres.supports_interval_options()
     }
 
     fn supports_insert_table_alias(&self) -> bool {
-        self.0.supports_insert_table_alias()
+        self.postgres.supports_insert_table_alias()
     }
 
     fn supports_create_table_like_parenthesized(&self) -> bool {
-        self.0.supports_create_table_like_parenthesized()
+        self.postgres.supports_create_table_like_parenthesized()
     }
 
     fn supports_select_wildcard_with_alias(&self) -> bool {
-        self.0.supports_select_wildcard_with_alias()
+        self.postgres.supports_select_wildcard_with_alias()
     }
 
     fn supports_comma_separated_trim(&self) -> bool {
-        self.0.supports_comma_separated_trim()
+        self.postgres.supports_comma_separated_trim()
     }
 
     fn supports_xml_expressions(&self) -> bool {
-        self.0.supports_xml_expressions()
+        self.postgres.supports_xml_expressions()
     }
 
     fn supports_comment_optimizer_hint(&self) -> bool {
-        self.0.supports_comment_optimizer_hint()
+        self.postgres.supports_comment_optimizer_hint()
     }
 }
 
@@ -214,6 +381,43 @@ mod tests {
             "SELECT a ->> 'k' IS NOT NULL FROM t"
         );
         assert!(parsed("SELECT 1; SELECT 2").is_err());
+        // Lambdas in a statement that passes one to a function that takes one, and
+        // PostgreSQL's JSON arrow in the others.
+        let is_lambda = |sql: &str| {
+            let Ok(Statement::Statement(statement)) = parse_statement(&state, sql) else {
+                panic!("{sql} parses");
+            };
+            let ast::Statement::Query(query) = *statement else {
+                panic!("{sql} is a query");
+            };
+            let ast::SetExpr::Select(select) = *query.body else {
+                panic!("{sql} is a SELECT");
+            };
+            match &select.projection[0] {
+                ast::SelectItem::UnnamedExpr(Expr::Function(f)) => {
+                    let ast::FunctionArguments::List(list) = &f.args else {
+                        panic!("{sql} has arguments");
+                    };
+                    matches!(
+                        list.args[1],
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Lambda(_)))
+                    )
+                }
+                ast::SelectItem::UnnamedExpr(Expr::BinaryOp { .. }) => false,
+                other => panic!("{other}"),
+            }
+        };
+        assert!(is_lambda("SELECT transform(l, x -> x + 1) FROM t"));
+        assert!(is_lambda("SELECT any_match(l, (a, b) -> a = b) FROM t"));
+        assert!(is_lambda(
+            "SELECT all_match(l, x -> x.k -> 'j' IS NULL) FROM t"
+        ));
+        assert!(!is_lambda("SELECT j -> 'k' FROM t"));
+        assert!(!is_lambda("SELECT concat(j, j -> 'k') FROM t"));
+        assert_eq!(
+            parsed("SELECT contains(IPPREFIX '10.0.0.0/8', IPADDRESS '10.1.2.3')").unwrap(),
+            "SELECT contains('10.0.0.0/8', '10.1.2.3')"
+        );
         assert!(parsed("SELEC 1").is_err());
     }
 }

@@ -6,9 +6,8 @@ use datafusion::sql::sqlparser::ast::{
     self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectNamePart, Value,
     ValueWithSpan,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 
+use super::parse::parse_expr;
 use super::{arguments, rename};
 
 /// `json_extract_scalar(j, '$.a[0]')` -> `json_as_text(j, 'a', 0)`; `json_extract` ->
@@ -109,9 +108,11 @@ pub(super) fn date_add(function: &ast::Function) -> Option<Expr> {
 /// `regexp_extract(s, pattern[, group])`, `date_diff(unit, a, b)`, the parts of a time
 /// (`year(t)` to `second(t)`, `day_of_week`, `day_of_year`, `quarter`, `week`), `split(s, d)`,
 /// `json_array_length`, `json_parse` and `json_format` (JSON is text here), `if`, `date`,
-/// `last_day_of_month`, `at_timezone`, `typeof`, `every`, `max_by`, `min_by`, and the time
-/// formats of `date_parse`, `date_format`, `parse_datetime` and `format_datetime` (for a
-/// format written in the query).
+/// `last_day_of_month`, `at_timezone`, `typeof`, `every`, `max_by`, `min_by`, `slice`,
+/// `sequence`, `zip`, `levenshtein_distance`, `to_utf8`, `from_utf8`, `to_hex` (of bytes),
+/// `to_base64`, `from_base64`, `contains(range, ip)`, `is_subnet_of`, and the time formats of
+/// `date_parse`, `date_format`, `parse_datetime` and `format_datetime` (for a format written
+/// in the query).
 pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
     if function.over.is_some() || function.filter.is_some() {
         return None;
@@ -182,6 +183,30 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         ("try", [x]) => format!("({x})"),
         ("format", [format, values @ ..]) => format_as_concat(&text_literal(format)?, values)?,
         ("json_array_length", [json]) => format!("json_length({json})"),
+        // Presto's lists: `slice` takes a start and a length, `sequence` ends where it says.
+        ("slice", [list, start, length]) => {
+            format!("array_slice({list}, {start}, ({start}) + ({length}) - 1)")
+        }
+        ("sequence", [from, to]) => format!("generate_series({from}, {to})"),
+        ("sequence", [from, to, step]) => format!("generate_series({from}, {to}, {step})"),
+        ("zip", lists) if lists.len() >= 2 => format!("arrays_zip({})", join(lists)),
+        ("levenshtein_distance", [a, b]) => format!("levenshtein({a}, {b})"),
+        // Presto's text as bytes, and bytes as hex (in capitals) or base64.
+        ("to_utf8", [text]) => format!("CAST({text} AS BYTEA)"),
+        ("from_utf8", [bytes]) => format!("CAST({bytes} AS VARCHAR)"),
+        ("to_hex", [bytes @ Expr::Cast { .. }]) => format!("upper(encode({bytes}, 'hex'))"),
+        // DataFusion's base64 has no padding, Presto's has.
+        ("to_base64", [bytes]) => {
+            let text = format!("encode({bytes}, 'base64')");
+            format!("rpad({text}, CAST((length({text}) + 3) / 4 * 4 AS INT), '=')")
+        }
+        ("from_base64", [text]) => format!("decode({text}, 'base64')"),
+        // Presto's `contains(IPPREFIX '10.0.0.0/8', CAST(ip AS IPADDRESS))` (the types are
+        // text here) and `is_subnet_of(prefix, ip)`.
+        ("contains", [range, ip]) if text_literal(range).is_some_and(|r| r.contains('/')) => {
+            format!("ip_in_cidr({ip}, {range})")
+        }
+        ("is_subnet_of", [range, ip]) => format!("ip_in_cidr({ip}, {range})"),
         // DuckDB's (and SQLite's, format first) `strftime`, and its `epoch` and
         // `regexp_matches` (a test, as `regexp_like`).
         ("strftime", [format, t]) if text_literal(format).is_some_and(|f| f.contains('%')) => {
@@ -222,6 +247,46 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         _ => return None,
     };
     parse_expr(&sql)
+}
+
+/// Presto's functions of a list and a lambda: `transform`, `filter` and `any_match` are
+/// DataFusion's `array_transform`, `array_filter` and `array_any_match`; `none_match(a, f)` is
+/// `NOT array_any_match(a, f)` and `all_match(a, x -> p)` is `NOT array_any_match(a, x -> NOT
+/// (p))`, the `Some` returned (the call itself is renamed).
+pub(super) fn lambda_functions(function: &mut ast::Function) -> Option<Expr> {
+    let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
+        return None;
+    };
+    let name = name.value.to_ascii_lowercase();
+    let FunctionArguments::List(list) = &mut function.args else {
+        return None;
+    };
+    let [
+        _,
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Lambda(lambda))),
+    ] = list.args.as_mut_slice()
+    else {
+        return None;
+    };
+    let target = match name.as_str() {
+        "transform" => "array_transform",
+        "filter" => "array_filter",
+        "any_match" | "none_match" => "array_any_match",
+        "all_match" => {
+            let body = std::mem::replace(&mut *lambda.body, Expr::value(Value::Null));
+            *lambda.body = Expr::UnaryOp {
+                op: ast::UnaryOperator::Not,
+                expr: Box::new(Expr::Nested(Box::new(body))),
+            };
+            "array_any_match"
+        }
+        _ => return None,
+    };
+    rename(function, target);
+    matches!(name.as_str(), "none_match" | "all_match").then(|| Expr::UnaryOp {
+        op: ast::UnaryOperator::Not,
+        expr: Box::new(Expr::Nested(Box::new(Expr::Function(function.clone())))),
+    })
 }
 
 /// Expressions as a list of arguments.
@@ -468,15 +533,6 @@ pub(super) fn joda_format(format: &str) -> Option<String> {
         i += n;
     }
     Some(out)
-}
-
-/// An expression written as SQL, as the parser reads it.
-pub(super) fn parse_expr(sql: &str) -> Option<Expr> {
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(sql)
-        .ok()?
-        .parse_expr()
-        .ok()
 }
 
 #[derive(Debug, PartialEq)]
