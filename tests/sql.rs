@@ -448,6 +448,24 @@ fn query_prints_every_format_and_runs_scripts() {
             "a\n1\nuserIdentity,resources,b,m\n{user},{resources},config-bucket-123837392027,\neventName\n"
         )
     );
+
+    // Maps are JSON objects, their keys as text whatever their type (`histogram(readOnly)`).
+    let maps =
+        "SELECT histogram(readOnly) AS h FROM cloudtrail WHERE eventName LIKE 'CreateAccess%'";
+    let csv = trailql(&["query", &data, maps, "--format", "csv"]);
+    assert_eq!(
+        String::from_utf8_lossy(&csv.stdout),
+        "h\n\"{\"\"false\"\":4}\"\n",
+        "{}",
+        stderr(&csv)
+    );
+    let json = trailql(&["query", &data, maps, "--format", "json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&json.stdout).trim(),
+        r#"{"h":{"false":4}}"#,
+        "{}",
+        stderr(&json)
+    );
 }
 
 #[test]

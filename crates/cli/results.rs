@@ -98,7 +98,7 @@ impl ResultSink {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
-        let batch = &unions_as_text(batch)?;
+        let batch = &map_keys_as_text(&unions_as_text(batch)?)?;
         match self {
             ResultSink::Table { batches, .. } => batches.push(batch.clone()),
             ResultSink::Csv { out } => out.write_all(&csv(&nested_as_json(batch)?, false)?)?,
@@ -208,6 +208,57 @@ fn unions_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
             Ok(text.finish())
         },
     )
+}
+
+/// The batch with the keys of its map columns as text where they are not (`histogram(readOnly)`
+/// counts by booleans): JSON's keys are text.
+fn map_keys_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    let text_keys = |t: &DataType| match t {
+        DataType::Map(entries, sorted) => match entries.data_type() {
+            DataType::Struct(fields)
+                if !matches!(
+                    fields[0].data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) =>
+            {
+                let mut fields: Vec<Field> = fields.iter().map(|f| f.as_ref().clone()).collect();
+                fields[0] = Field::new(fields[0].name(), DataType::Utf8, false);
+                let entries = entries
+                    .as_ref()
+                    .clone()
+                    .with_data_type(DataType::Struct(fields.into()));
+                Some(DataType::Map(Arc::new(entries), *sorted))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    let schema = batch.schema();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| text_keys(f.data_type()).is_some())
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        match text_keys(field.data_type()) {
+            Some(to) => {
+                columns.push(arrow::compute::cast(column, &to)?);
+                fields.push(Arc::new(field.as_ref().clone().with_data_type(to)));
+            }
+            None => {
+                columns.push(column.clone());
+                fields.push(field.clone());
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// The batch with its struct, list and map columns as JSON text, which CSV can hold.

@@ -8,6 +8,7 @@ mod dialect;
 mod functions;
 mod group_count;
 mod json_filter;
+mod map_aggregates;
 mod memory;
 mod pruning;
 mod raw;
@@ -96,6 +97,7 @@ pub fn new_context_with_memory(memory_bytes: usize) -> Result<SessionContext, Sq
     let mut ctx = SessionContext::new_with_state(state);
     datafusion_functions_json::register_all(&mut ctx)?;
     functions::register(&ctx);
+    map_aggregates::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(json_filter::JsonFilterRule));
     Ok(ctx)
 }

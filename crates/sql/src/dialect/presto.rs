@@ -183,6 +183,9 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         ("try", [x]) => format!("({x})"),
         ("format", [format, values @ ..]) => format_as_concat(&text_literal(format)?, values)?,
         ("json_array_length", [json]) => format!("json_length({json})"),
+        // A map's (a list's was renamed `array_element`): its value, where DataFusion's
+        // gives a list of it.
+        ("element_at", [map, key]) => format!("array_element(map_extract({map}, {key}), 1)"),
         // Presto's lists: `slice` takes a start and a length, `sequence` ends where it says.
         ("slice", [list, start, length]) => {
             format!("array_slice({list}, {start}, ({start}) + ({length}) - 1)")
