@@ -1145,10 +1145,15 @@ mod tests {
         // such an item.
         assert_eq!(
             rewritten(
-                "SELECT element_at(split(a, '/'), -1), element_at(m, 'k'), lower(eventname), date(t) AS d FROM t"
+                "SELECT element_at(split(a, '/'), -1), map_extract(m, 'k'), lower(eventname), date(t) AS d FROM t"
             ),
             "SELECT array_element(string_to_array(a, '/'), -1) AS \"element_at(split(a, '/'), -1)\", \
-             element_at(m, 'k'), lower(eventName), arrow_cast(t, 'Date32') AS d FROM t"
+             map_extract(m, 'k'), lower(eventName), arrow_cast(t, 'Date32') AS d FROM t"
+        );
+        // `element_at` of what is no list is a map's value.
+        assert_eq!(
+            rewritten("SELECT 1 FROM t WHERE element_at(m, 'k') = 2"),
+            "SELECT 1 FROM t WHERE array_element(map_extract(m, 'k'), 1) = 2"
         );
         assert_eq!(
             rewritten(
