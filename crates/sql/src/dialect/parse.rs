@@ -24,8 +24,9 @@ struct TrailqlDialect {
     lambdas: bool,
 }
 
-/// Functions that take a lambda: Presto's, DuckDB's and DataFusion's names.
-const HIGHER_ORDER: [&str; 13] = [
+/// Functions that take a lambda: Presto's, DuckDB's and DataFusion's names (those DataFusion has
+/// not, `reduce`, are parsed so that the error names the function).
+const HIGHER_ORDER: [&str; 18] = [
     "any_match",
     "all_match",
     "none_match",
@@ -39,6 +40,11 @@ const HIGHER_ORDER: [&str; 13] = [
     "list_apply",
     "array_apply",
     "apply",
+    "reduce",
+    "zip_with",
+    "map_filter",
+    "transform_keys",
+    "transform_values",
 ];
 
 /// Parse `text`, one statement, as `state` would (its recursion limit), in trailql's dialect:
@@ -163,38 +169,32 @@ fn statement_passes_lambdas(statement: &Statement) -> bool {
 
 /// An expression written as SQL (by a rewrite), as trailql's dialect reads it.
 pub(super) fn parse_expr(sql: &str) -> Option<Expr> {
-    let parse = |lambdas| {
-        let dialect = TrailqlDialect {
-            lambdas,
-            ..TrailqlDialect::default()
-        };
-        Parser::new(&dialect)
+    parse_with_lambdas_if_passed(|dialect| {
+        Parser::new(dialect)
             .try_with_sql(sql)
             .ok()?
             .parse_expr()
             .ok()
-    };
-    let expr = parse(false)?;
-    if passes_lambdas(&expr) {
-        return parse(true);
-    }
-    Some(expr)
+    })
 }
 
 /// Statements written as SQL (by a rewrite), as trailql's dialect reads them.
 pub(super) fn parse_sql(sql: &str) -> Option<Vec<ast::Statement>> {
-    let parse = |lambdas| {
-        let dialect = TrailqlDialect {
-            lambdas,
+    parse_with_lambdas_if_passed(|dialect| Parser::parse_sql(dialect, sql).ok())
+}
+
+/// What `parse` makes without lambdas, or with them if that passes one.
+fn parse_with_lambdas_if_passed<T: Visit>(
+    parse: impl Fn(&TrailqlDialect) -> Option<T>,
+) -> Option<T> {
+    let parsed = parse(&TrailqlDialect::default())?;
+    if passes_lambdas(&parsed) {
+        return parse(&TrailqlDialect {
+            lambdas: true,
             ..TrailqlDialect::default()
-        };
-        Parser::parse_sql(&dialect, sql).ok()
-    };
-    let statements = parse(false)?;
-    if passes_lambdas(&statements) {
-        return parse(true);
+        });
     }
-    Some(statements)
+    Some(parsed)
 }
 
 impl Dialect for TrailqlDialect {

@@ -252,8 +252,8 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
     parse_expr(&sql)
 }
 
-/// Presto's functions of a list and a lambda: `transform`, `filter` and `any_match` are
-/// DataFusion's `array_transform`, `array_filter` and `array_any_match`; `none_match(a, f)` is
+/// Presto's functions of a list and a lambda: `transform` (and DuckDB's `list_apply`), `filter`
+/// and `any_match` are DataFusion's `array_transform`, `array_filter` and `array_any_match`; `none_match(a, f)` is
 /// `NOT array_any_match(a, f)` and `all_match(a, x -> p)` is `NOT array_any_match(a, x -> NOT
 /// (p))`, the `Some` returned (the call itself is renamed).
 pub(super) fn lambda_functions(function: &mut ast::Function) -> Option<Expr> {
@@ -272,7 +272,8 @@ pub(super) fn lambda_functions(function: &mut ast::Function) -> Option<Expr> {
         return None;
     };
     let target = match name.as_str() {
-        "transform" => "array_transform",
+        // DuckDB's `list_apply` and `apply` are its `list_transform`.
+        "transform" | "list_apply" | "array_apply" | "apply" => "array_transform",
         "filter" => "array_filter",
         "any_match" | "none_match" => "array_any_match",
         "all_match" => {
