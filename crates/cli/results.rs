@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 /// Output formats of `trailql query`.
@@ -233,32 +233,13 @@ fn map_keys_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
         },
         _ => None,
     };
-    let schema = batch.schema();
-    if !schema
-        .fields()
-        .iter()
-        .any(|f| text_keys(f.data_type()).is_some())
-    {
-        return Ok(batch.clone());
-    }
-    let mut fields = Vec::new();
-    let mut columns = Vec::new();
-    for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        match text_keys(field.data_type()) {
-            Some(to) => {
-                columns.push(arrow::compute::cast(column, &to)?);
-                fields.push(Arc::new(field.as_ref().clone().with_data_type(to)));
-            }
-            None => {
-                columns.push(column.clone());
-                fields.push(field.clone());
-            }
-        }
-    }
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns,
-    )?)
+    replace_columns(batch, |field, column| {
+        let Some(to) = text_keys(field.data_type()) else {
+            return Ok(None);
+        };
+        let text = arrow::compute::cast(column, &to)?;
+        Ok(Some((field.as_ref().clone().with_data_type(to), text)))
+    })
 }
 
 /// The batch with its struct, list and map columns as JSON text, which CSV can hold.
@@ -291,20 +272,40 @@ fn columns_as_text(
     chosen: impl Fn(&DataType) -> bool,
     to_text: impl Fn(&ArrayRef) -> anyhow::Result<StringArray>,
 ) -> anyhow::Result<RecordBatch> {
+    replace_columns(batch, |field, column| {
+        if !chosen(field.data_type()) {
+            return Ok(None);
+        }
+        let text = Arc::new(to_text(column)?) as ArrayRef;
+        Ok(Some((Field::new(field.name(), DataType::Utf8, true), text)))
+    })
+}
+
+/// The batch with the columns `replace` gives a new field and array for replaced by them (the
+/// batch itself when it replaces none).
+fn replace_columns(
+    batch: &RecordBatch,
+    replace: impl Fn(&FieldRef, &ArrayRef) -> anyhow::Result<Option<(Field, ArrayRef)>>,
+) -> anyhow::Result<RecordBatch> {
     let schema = batch.schema();
-    if !schema.fields().iter().any(|f| chosen(f.data_type())) {
-        return Ok(batch.clone());
-    }
     let mut fields = Vec::new();
     let mut columns = Vec::new();
+    let mut replaced = false;
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
-        if chosen(field.data_type()) {
-            fields.push(Arc::new(Field::new(field.name(), DataType::Utf8, true)));
-            columns.push(Arc::new(to_text(column)?) as ArrayRef);
-        } else {
-            fields.push(field.clone());
-            columns.push(column.clone());
+        match replace(field, column)? {
+            Some((field, column)) => {
+                replaced = true;
+                fields.push(Arc::new(field));
+                columns.push(column);
+            }
+            None => {
+                fields.push(field.clone());
+                columns.push(column.clone());
+            }
         }
+    }
+    if !replaced {
+        return Ok(batch.clone());
     }
     Ok(RecordBatch::try_new(
         Arc::new(Schema::new(fields)),
