@@ -79,11 +79,9 @@ impl AggregateUDFImpl for MapAggregate {
         match (self.kind, arg_types) {
             (Kind::Histogram, [key]) => Ok(map_type(key, &DataType::Int64)),
             (Kind::MapAgg, [key, value]) => Ok(map_type(key, value)),
-            _ => Err(DataFusionError::Plan(format!(
-                "{} takes {} arguments",
-                self.name(),
-                self.signature.type_signature.to_string_repr().join(", ")
-            ))),
+            _ => Err(DataFusionError::Plan(
+                "histogram takes one argument, map_agg two (a key and a value)".into(),
+            )),
         }
     }
 

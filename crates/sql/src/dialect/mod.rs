@@ -117,7 +117,7 @@ struct Rewrite<'a> {
     /// `cloudtrail` table, where Athena's partition columns are read from the record.
     partition_scopes: Vec<bool>,
     /// The parameters of the lambdas being rewritten (innermost last), with the type of the
-    /// items of the list they are given when it is known: `r -> r.arn` is `r.ARN`.
+    /// items of the list they are given when it is known: `r -> r.arn` is `r['ARN']`.
     lambda_parameters: Vec<(String, Option<DataType>)>,
 }
 
@@ -458,16 +458,15 @@ impl VisitorMut for Rewrite<'_> {
             // `ip_in_cidr` reads.
             Expr::Cast {
                 expr: value,
-                data_type: ast::DataType::Custom(name, _),
+                data_type,
                 ..
-            } if is_ip_type(name) => {
+            } if is_ip_data_type(data_type) => {
                 *expr = Expr::Nested(Box::new(std::mem::replace(
                     &mut **value,
                     Expr::value(Value::Null),
                 )));
             }
-            Expr::TypedString(typed) if matches!(&typed.data_type, ast::DataType::Custom(name, _) if is_ip_type(name)) =>
-            {
+            Expr::TypedString(typed) if is_ip_data_type(&typed.data_type) => {
                 *expr = Expr::Value(typed.value.clone());
             }
             // Athena's `readonly` is text: `readonly = 'false'` compares a boolean here.
@@ -1038,7 +1037,10 @@ fn find<'f>(fields: &'f Fields, ident: &mut Ident) -> Option<&'f Field> {
 
 /// Athena's names for a CloudTrail table: `cloudtrail_logs`, `cloudtrail_logs_<bucket>`.
 /// Presto's and PostgreSQL's types of addresses and ranges.
-fn is_ip_type(name: &ObjectName) -> bool {
+fn is_ip_data_type(data_type: &ast::DataType) -> bool {
+    let ast::DataType::Custom(name, _) = data_type else {
+        return false;
+    };
     let name = name.to_string().to_ascii_lowercase();
     matches!(name.as_str(), "ipaddress" | "ipprefix" | "inet" | "cidr")
 }
@@ -1149,6 +1151,16 @@ mod tests {
             ),
             "SELECT array_element(string_to_array(a, '/'), -1) AS \"element_at(split(a, '/'), -1)\", \
              map_extract(m, 'k'), lower(eventName), arrow_cast(t, 'Date32') AS d FROM t"
+        );
+        // Addresses and ranges are text; `contains` of a range is `ip_in_cidr`, of other text
+        // DataFusion's.
+        assert_eq!(
+            rewritten(
+                "SELECT 1 FROM t WHERE contains('10.0.0.0/8', CAST(ip AS IPADDRESS)) \
+                 AND contains('a/b', s) AND ip::inet = '10.1.1.1'"
+            ),
+            "SELECT 1 FROM t WHERE ip_in_cidr((ip), '10.0.0.0/8') AND contains('a/b', s) \
+             AND (ip) = '10.1.1.1'"
         );
         // `element_at` of what is no list is a map's value.
         assert_eq!(

@@ -206,7 +206,7 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         ("from_base64", [text]) => format!("decode({text}, 'base64')"),
         // Presto's `contains(IPPREFIX '10.0.0.0/8', CAST(ip AS IPADDRESS))` (the types are
         // text here) and `is_subnet_of(prefix, ip)`.
-        ("contains", [range, ip]) if text_literal(range).is_some_and(|r| r.contains('/')) => {
+        ("contains", [range, ip]) if text_literal(range).is_some_and(|r| is_ip_range(&r)) => {
             format!("ip_in_cidr({ip}, {range})")
         }
         ("is_subnet_of", [range, ip]) => format!("ip_in_cidr({ip}, {range})"),
@@ -253,9 +253,9 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
 }
 
 /// Presto's functions of a list and a lambda: `transform` (and DuckDB's `list_apply`), `filter`
-/// and `any_match` are DataFusion's `array_transform`, `array_filter` and `array_any_match`; `none_match(a, f)` is
-/// `NOT array_any_match(a, f)` and `all_match(a, x -> p)` is `NOT array_any_match(a, x -> NOT
-/// (p))`, the `Some` returned (the call itself is renamed).
+/// and `any_match` are DataFusion's `array_transform`, `array_filter` and `array_any_match`;
+/// `none_match(a, f)` is `NOT array_any_match(a, f)` and `all_match(a, x -> p)` is `NOT
+/// array_any_match(a, x -> NOT (p))`, the `Some` returned (the call itself is renamed).
 pub(super) fn lambda_functions(function: &mut ast::Function) -> Option<Expr> {
     let [ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
         return None;
@@ -290,6 +290,13 @@ pub(super) fn lambda_functions(function: &mut ast::Function) -> Option<Expr> {
     matches!(name.as_str(), "none_match" | "all_match").then(|| Expr::UnaryOp {
         op: ast::UnaryOperator::Not,
         expr: Box::new(Expr::Nested(Box::new(Expr::Function(function.clone())))),
+    })
+}
+
+/// Whether `text` is an address range, `10.0.0.0/8` or `2600:1f00::/24`.
+fn is_ip_range(text: &str) -> bool {
+    text.split_once('/').is_some_and(|(address, bits)| {
+        address.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok()
     })
 }
 
