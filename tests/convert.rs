@@ -173,6 +173,12 @@ fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
     )
     .unwrap();
     std::fs::write(dir.path().join("lines.jsonl"), b"{\"eventName\":\"L1\",\"eventID\":\"l1\"}\n{broken\n{\"eventName\":\"L3\",\"eventID\":\"l3\"}\n").unwrap();
+    // Bytes that are not UTF-8 in one event's text: read as U+FFFD, the events kept.
+    std::fs::write(
+        dir.path().join("not-utf8.json"),
+        b"{\"Records\":[{\"eventName\":\"U\",\"eventID\":\"u1\",\"userAgent\":\"ab\xff\"},{\"eventName\":\"U\",\"eventID\":\"u2\"}]}",
+    )
+    .unwrap();
     // Read whole: gzip inside gzip, zstd, UTF-16 with a byte-order mark.
     std::fs::write(dir.path().join("twice.json.gz"), gzip(&gz)).unwrap();
     let zst = zstd::bulk::compress(&good_bytes, 3).unwrap();
@@ -216,6 +222,11 @@ fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
         err.contains("lines.jsonl record 2"),
         "the bad line is named: {err}"
     );
+    assert!(
+        err.contains("mended: ")
+            && err.contains("not-utf8.json: bytes that are not UTF-8 at byte 59"),
+        "{err}"
+    );
     // Exported as written: `1e400` is valid JSON that serde_json (like simd-json) refuses.
     let out = trailql(&["export", &dataset.path().display().to_string()]);
     assert!(out.status.success(), "export failed: {}", stderr(&out));
@@ -241,10 +252,16 @@ fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
         ids.contains(&"a") && ids.contains(&"l1") && ids.contains(&"l3"),
         "{ids:?}"
     );
+    let mended = events
+        .iter()
+        .find(|e| e["eventID"] == "u1")
+        .expect("u1 is kept");
+    assert_eq!(mended["userAgent"], "ab\u{FFFD}");
+    assert!(ids.contains(&"u2"), "{ids:?}");
     assert!(!ids.contains(&"malformed"), "{ids:?}");
     // Less the good file, the file with junk after its member, the three in other encodings,
-    // a, l1 and l3 (huge is apart).
-    let salvaged = ids.len() - 5 * good_events - 3;
+    // a, l1, l3, u1 and u2 (huge is apart).
+    let salvaged = ids.len() - 5 * good_events - 5;
     assert!(
         salvaged > 0 && salvaged < good_events,
         "the truncated gzip kept {salvaged} of {good_events}"

@@ -18,6 +18,8 @@ pub struct Tally {
     pub skipped: Vec<(String, usize)>,
     /// Files with some records skipped.
     pub partial_files: usize,
+    /// Files read whole whose text was mended (bytes that are not UTF-8).
+    pub mended_files: usize,
 }
 
 impl Tally {
@@ -47,6 +49,7 @@ impl Tally {
             bytes_inflated: 0,
             skipped: Vec::new(),
             partial_files: 0,
+            mended_files: 0,
         }
     }
 
@@ -67,12 +70,15 @@ impl Tally {
         if !report.errors.is_empty() {
             if report.records == 0 {
                 self.skip(report.errors[0].kind());
+            } else if report.errors.iter().all(|e| e.is_repair()) {
+                self.mended_files += 1;
             } else {
                 self.partial_files += 1;
             }
             self.bar.suspend(|| {
                 for e in &report.errors {
-                    eprintln!("trailql: skipped: {e}");
+                    let what = if e.is_repair() { "mended" } else { "skipped" };
+                    eprintln!("trailql: {what}: {e}");
                 }
             });
         }
@@ -85,10 +91,12 @@ impl Tally {
         ));
     }
 
-    /// Whether any input was skipped, whole or in part (digests and other services' logs,
-    /// recognised and skipped on purpose, do not count).
+    /// Whether any input was skipped, whole or in part, or read other than it was written
+    /// (digests and other services' logs, recognised and skipped on purpose, do not count).
     pub fn anything_lost(&self) -> bool {
-        self.partial_files > 0 || self.skipped.iter().any(|(r, _)| !is_expected_skip(r))
+        self.partial_files > 0
+            || self.mended_files > 0
+            || self.skipped.iter().any(|(r, _)| !is_expected_skip(r))
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -130,6 +138,12 @@ impl Tally {
             s.push_str(&format!(
                 "\n{} files were read in part: some records skipped (named above)",
                 self.partial_files
+            ));
+        }
+        if self.mended_files > 0 {
+            s.push_str(&format!(
+                "\n{} files held bytes that are not UTF-8, read as U+FFFD (named above)",
+                self.mended_files
             ));
         }
         s

@@ -182,7 +182,7 @@ pub fn query(mut args: QueryArgs) -> anyhow::Result<u8> {
         let skipped = trailql_sql::skipped(&ctx).await;
         if skipped > 0 {
             eprintln!(
-                "trailql: the answer leaves out {skipped} damaged files or records (named above)"
+                "trailql: {skipped} damaged files or records were left out of the answer or mended (named above)"
             );
         }
         anyhow::Ok(skipped)

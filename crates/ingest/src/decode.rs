@@ -134,7 +134,7 @@ impl Decoder {
                 });
             }
         }
-        match self.decode_document(file, body, out, &mut decoded, true) {
+        match self.decode_document(file, body, (offset, None), out, &mut decoded, true) {
             Ok(()) => Ok(decoded),
             Err(DocError::NotEvents(reason)) => Err(IngestError::NotCloudTrail {
                 file: file.into(),
@@ -176,7 +176,7 @@ impl Decoder {
         out: &mut BatchBuilder,
         decoded: &mut Decoded,
     ) {
-        let failed = match self.decode_document(file, doc, out, decoded, true) {
+        let failed = match self.decode_document(file, doc, (base, None), out, decoded, true) {
             Ok(()) => return,
             Err(DocError::NotEvents(reason)) => IngestError::NotCloudTrail {
                 file: file.into(),
@@ -218,7 +218,8 @@ impl Decoder {
         }
         let before = decoded.records;
         for (i, (a, b)) in spans.iter().copied().enumerate() {
-            if let Err(e) = self.decode_document(file, &body[a..b], out, decoded, false) {
+            let at = (base + a, Some(i));
+            if let Err(e) = self.decode_document(file, &body[a..b], at, out, decoded, false) {
                 decoded.record_errors.push(e.into_error(file, i, base + a));
             }
         }
@@ -262,7 +263,8 @@ impl Decoder {
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            if let Err(e) = self.decode_document(file, text, out, decoded, false) {
+            let place = (base + at, Some(line_no));
+            if let Err(e) = self.decode_document(file, text, place, out, decoded, false) {
                 decoded
                     .record_errors
                     .push(e.into_error(file, line_no, base + at));
@@ -272,15 +274,34 @@ impl Decoder {
 
     /// Parse one JSON document and append the events it holds. With `top_level`, an object that
     /// is neither an event nor `{"Records":[...]}` is an error of the whole file.
+    ///
+    /// JSON is UTF-8: bytes that are not (a damaged file, a writer's bug) are read as U+FFFD,
+    /// as most readers of text do, and reported at `at` (the document's byte in the file and
+    /// its record), so that one bad byte does not cost the events around it.
     fn decode_document(
         &mut self,
         file: &str,
         src: &[u8],
+        at: (usize, Option<usize>),
         out: &mut BatchBuilder,
         decoded: &mut Decoded,
         top_level: bool,
     ) -> Result<(), DocError> {
-        self.decode_document_in(file, src, out, decoded, top_level, None)
+        let failed = match self.decode_document_in(file, src, out, decoded, top_level, None) {
+            Err(e @ DocError::Json { .. }) => e,
+            done => return done,
+        };
+        let Err(not_utf8) = std::str::from_utf8(src) else {
+            return Err(failed);
+        };
+        let mended = String::from_utf8_lossy(src);
+        self.decode_document_in(file, mended.as_bytes(), out, decoded, top_level, None)?;
+        decoded.record_errors.push(IngestError::NotUtf8 {
+            file: file.into(),
+            record: at.1,
+            offset: at.0 + not_utf8.valid_up_to(),
+        });
+        Ok(())
     }
 
     /// [`Decoder::decode_document`] of a document that came wrapped: `envelope` (its key and
@@ -1870,11 +1891,54 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_utf8_are_read_as_replacement_characters_and_reported() {
+        let user_agents = |out: &mut BatchBuilder| -> Vec<Option<String>> {
+            let batch = &out.flush()[0];
+            let column = batch
+                .column_by_name("userAgent")
+                .unwrap()
+                .as_string::<i32>();
+            column.iter().map(|v| v.map(str::to_string)).collect()
+        };
+        let text = b"{\"Records\":[{\"eventName\":\"A\",\"eventID\":\"1\"},\
+            {\"eventName\":\"B\",\"eventID\":\"2\",\"userAgent\":\"Bad\xff\xfe!\"}]}";
+        let mut out = BatchBuilder::new(16);
+        let d = Decoder::new()
+            .decode_file("t.json", text, &mut out)
+            .unwrap();
+        assert_eq!(d.records, 2, "both events are kept");
+        let bad = text.iter().position(|&b| b == 0xff).unwrap();
+        assert!(
+            matches!(&d.record_errors[..], [IngestError::NotUtf8 { record: None, offset, .. }] if *offset == bad),
+            "{:?}",
+            d.record_errors
+        );
+        assert!(d.record_errors[0].is_repair());
+        assert_eq!(
+            user_agents(&mut out),
+            [None, Some("Bad\u{FFFD}\u{FFFD}!".to_string())]
+        );
+        // One event a line: the line is named.
+        let lines = b"{\"eventName\":\"A\",\"eventID\":\"1\"}\n{\"eventName\":\"B\",\"userAgent\":\"\xc3\"}\n";
+        let mut out = BatchBuilder::new(16);
+        let d = Decoder::new()
+            .decode_file("t.jsonl", lines, &mut out)
+            .unwrap();
+        assert_eq!(d.records, 2);
+        let bad = lines.iter().position(|&b| b == 0xc3).unwrap();
+        assert!(
+            matches!(&d.record_errors[..], [IngestError::NotUtf8 { record: Some(2), offset, .. }] if *offset == bad),
+            "{:?}",
+            d.record_errors
+        );
+        assert_eq!(user_agents(&mut out), [None, Some("\u{FFFD}".to_string())]);
+    }
+
+    #[test]
     fn a_json_error_names_the_bad_byte_in_plain_words_with_the_text_around_it() {
         let good = r#"{"eventName":"A","eventID":"1"}"#;
-        let cases: [(&[u8], &str, &str); 4] = [
+        let cases: [(&[u8], &str, &str); 3] = [
             (br#""a\qb""#, "invalid escape in a string", r#"\qb"#),
-            (b"\"Bad\xff\"", "invalid UTF-8", "Bad"),
             (b"tru", "invalid literal", "tru"),
             (b"01", "invalid number", "01"),
         ];

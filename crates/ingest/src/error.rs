@@ -40,6 +40,17 @@ pub enum IngestError {
     /// A bug met while decoding the file: reported, and the run goes on.
     #[error("{file}: internal error while decoding ({reason}); please report it")]
     Internal { file: String, reason: String },
+    /// Bytes of a document that are not UTF-8 (JSON's encoding): read as U+FFFD, so the events
+    /// around them are kept. Reported, as the text is not the file's.
+    #[error(
+        "{file}{}: bytes that are not UTF-8 at byte {offset}, read as U+FFFD (the events are kept)",
+        record_suffix(*.record)
+    )]
+    NotUtf8 {
+        file: String,
+        record: Option<usize>,
+        offset: usize,
+    },
     /// The file is JSON but holds no CloudTrail events (or one record is not an event).
     #[error("{file}{}: not a CloudTrail event: {reason}", record_suffix(*.record))]
     NotCloudTrail {
@@ -70,6 +81,7 @@ impl IngestError {
             | IngestError::TooLarge { file, .. }
             | IngestError::Empty { file }
             | IngestError::InvalidJson { file, .. }
+            | IngestError::NotUtf8 { file, .. }
             | IngestError::Internal { file, .. }
             | IngestError::Archive { file, .. }
             | IngestError::NotCloudTrail { file, .. } => file,
@@ -82,6 +94,9 @@ impl IngestError {
         match self {
             IngestError::InvalidJson {
                 record, offset: at, ..
+            }
+            | IngestError::NotUtf8 {
+                record, offset: at, ..
             } => {
                 *at = at.saturating_add_signed(offset);
                 *record = record.map(|r| r + first_record);
@@ -93,6 +108,11 @@ impl IngestError {
         }
     }
 
+    /// Whether nothing was skipped: the events were kept, their text mended (`NotUtf8`).
+    pub fn is_repair(&self) -> bool {
+        matches!(self, IngestError::NotUtf8 { .. })
+    }
+
     /// A short name of the kind of error, for summaries.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -102,6 +122,7 @@ impl IngestError {
             IngestError::TooLarge { .. } => "too large",
             IngestError::Empty { .. } => "empty",
             IngestError::InvalidJson { .. } => "invalid JSON",
+            IngestError::NotUtf8 { .. } => "not UTF-8",
             IngestError::NotCloudTrail { .. } => "not CloudTrail",
             IngestError::Internal { .. } => "internal error",
             IngestError::Archive { .. } => "archive not opened",

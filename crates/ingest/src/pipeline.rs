@@ -568,7 +568,7 @@ mod tests {
     fn errors_in_a_cut_file_name_the_record_and_offset_in_the_file() {
         let mut events: Vec<Vec<u8>> = (0..30_000).map(|i| event(i).into_bytes()).collect();
         events[20_000] = br#"{"other":1}"#.to_vec();
-        events[25_000] = b"{\"eventName\":\"bad \xff\"}".to_vec();
+        events[25_000] = br#"{"eventName":"bad \q"}"#.to_vec();
         let mut text = br#"{"Records":["#.to_vec();
         text.extend(events.join(&b',').iter());
         text.extend(b"]}");
@@ -580,7 +580,7 @@ mod tests {
             .iter()
             .flat_map(|run| run.decode(&mut decoder, "t", &text, &mut out).record_errors)
             .collect();
-        let bad_at = memchr::memmem::find(&text, b"bad \xff").unwrap();
+        let bad_at = memchr::memmem::find(&text, br"bad \q").unwrap();
         // Each damaged event named, beside one line on the damaged run; no good event lost.
         assert_eq!(
             out.flush().iter().map(|b| b.num_rows()).sum::<usize>(),

@@ -131,7 +131,8 @@ impl PartitionStream for RawPartition {
                         Message::File(report) => {
                             skipped.fetch_add(report.errors.len(), Ordering::Relaxed);
                             for e in &report.errors {
-                                eprintln!("trailql: skipped: {e}");
+                                let what = if e.is_repair() { "mended" } else { "skipped" };
+                                eprintln!("trailql: {what}: {e}");
                             }
                         }
                     }
