@@ -55,9 +55,9 @@ fn awslogs_layout_skips_digests_and_other_services_without_error() {
     let err = stderr(&run);
     assert_eq!(run.status.code(), Some(0), "{err}");
     assert!(err.contains(&format!("from {files} files")), "{err}");
-    assert!(err.contains("skipped 1 files: CloudTrail digest"), "{err}");
+    assert!(err.contains("skipped 1 file: CloudTrail digest"), "{err}");
     assert!(
-        err.contains("skipped 1 files: other service's logs"),
+        err.contains("skipped 1 file: other service's logs"),
         "{err}"
     );
     assert_eq!(export(out.path()).len(), real_events().len());

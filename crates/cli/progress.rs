@@ -132,21 +132,30 @@ impl Tally {
             } else {
                 ""
             };
-            s.push_str(&format!("\nskipped {n} files: {reason}{note}"));
+            s.push_str(&format!("\nskipped {}: {reason}{note}", files(*n)));
         }
         if self.partial_files > 0 {
             s.push_str(&format!(
-                "\n{} files were read in part: some records skipped (named above)",
-                self.partial_files
+                "\n{} read in part: some records skipped (named above)",
+                files(self.partial_files)
             ));
         }
         if self.mended_files > 0 {
             s.push_str(&format!(
-                "\n{} files held bytes that are not UTF-8, read as U+FFFD (named above)",
-                self.mended_files
+                "\n{} with bytes that are not UTF-8, read as U+FFFD (named above)",
+                files(self.mended_files)
             ));
         }
         s
+    }
+}
+
+/// "1 file", "2 files".
+fn files(n: usize) -> String {
+    if n == 1 {
+        "1 file".into()
+    } else {
+        format!("{n} files")
     }
 }
 
