@@ -27,6 +27,10 @@
 //!   `split`, `json_array_length`, and the time formats of `date_parse`, `date_format`,
 //!   `parse_datetime` and `format_datetime` are the DataFusion SQL they are. These rewrites of
 //!   one call, which need nothing of the table, are the [`presto`] module's.
+//! - **DuckDB's JSONPath after an arrow**, `j->>'$.a.b'`, is `json_as_text(j, 'a', 'b')` (and
+//!   `->` `json_get_json`), and DuckDB's functions under other names (`string_split`,
+//!   `strptime`, `epoch_ms`, `struct_extract`, `count_star`, `time_bucket`, `arg_max`...) are
+//!   the [`presto`] module's too.
 //! - **Presto's lambdas**: `transform`, `filter`, `any_match`, `none_match` and `all_match` are
 //!   DataFusion's `array_transform`, `array_filter` and `array_any_match` (negated as they
 //!   must be), and a field of a lambda's parameter, `r -> r.arn`, is `r['ARN']` (the
@@ -63,8 +67,8 @@ use athena_partitions::{AthenaPartition, day_comparison, day_range};
 use parse::parse_expr;
 pub(crate) use parse::parse_statement;
 use presto::{
-    as_athena_text, athena_json, date_add, lambda_functions, presto, quoted, text_literal,
-    time_prefix_range,
+    as_athena_text, athena_json, date_add, json_arrow_path, lambda_functions, presto, quoted,
+    text_literal, time_prefix_range,
 };
 
 /// Rewrite `statement` (see the module's text); `columns` are the `cloudtrail` table's, and
@@ -437,6 +441,8 @@ impl VisitorMut for Rewrite<'_> {
                 let as_text = matches!(op, ast::BinaryOperator::LongArrow);
                 if let Some(field) = self.struct_member(left, right, as_text) {
                     *expr = field;
+                } else if let Some(value) = json_arrow_path(left, right, as_text) {
+                    *expr = value;
                 }
             }
             // Athena's `CAST(userIdentity AS JSON)`; text is JSON here as it is.

@@ -57,6 +57,33 @@ pub(super) fn athena_json(function: &mut ast::Function) {
     rename(function, target);
 }
 
+/// DuckDB's and SQLite's JSONPath after an arrow, `j->>'$.a.b[0]'`: `json_as_text(j, 'a', 'b',
+/// 0)` (`->` is `json_get_json`); `None` for any other key (a plain key is the JSON functions'
+/// own `->`).
+pub(super) fn json_arrow_path(json: &Expr, key: &Expr, as_text: bool) -> Option<Expr> {
+    let path = text_literal(key)?;
+    if !path.starts_with('$') {
+        return None;
+    }
+    let steps = json_path(&path)?;
+    if steps.is_empty() {
+        return None;
+    }
+    let steps: Vec<String> = steps
+        .into_iter()
+        .map(|step| match step {
+            Step::Key(key) => quoted(&key),
+            Step::Index(i) => i.to_string(),
+        })
+        .collect();
+    let function = if as_text {
+        "json_as_text"
+    } else {
+        "json_get_json"
+    };
+    parse_expr(&format!("{function}({json}, {})", steps.join(", ")))
+}
+
 /// Athena's `date_add('day', -7, now())`: `(now() + INTERVAL '-7 day')`, for a unit and a
 /// number written in the query.
 pub(super) fn date_add(function: &ast::Function) -> Option<Expr> {
@@ -183,6 +210,20 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         ("try", [x]) => format!("({x})"),
         ("format", [format, values @ ..]) => format_as_concat(&text_literal(format)?, values)?,
         ("json_array_length", [json]) => format!("json_length({json})"),
+        // DuckDB's names.
+        ("string_split" | "str_split", [s, delimiter]) => {
+            format!("string_to_array({s}, {delimiter})")
+        }
+        ("strptime", [s, format]) => format!("to_timestamp({s}, {format})"),
+        ("epoch_ms", [t]) => format!("CAST(date_part('epoch', {t}) * 1000 AS BIGINT)"),
+        ("struct_extract", [s, field]) if text_literal(field).is_some() => {
+            format!("get_field({s}, {field})")
+        }
+        ("count_star", []) => "count(*)".to_string(),
+        ("time_bucket", [width, t]) => format!("date_bin({width}, {t})"),
+        ("approx_count_distinct", [x]) => format!("approx_distinct({x})"),
+        ("arg_max", [x, by]) => format!("first_value({x} ORDER BY {by} DESC NULLS LAST)"),
+        ("arg_min", [x, by]) => format!("first_value({x} ORDER BY {by} ASC NULLS LAST)"),
         // A map's (a list's was renamed `array_element`): its value, where DataFusion's
         // gives a list of it.
         ("element_at", [map, key]) => format!("array_element(map_extract({map}, {key}), 1)"),
