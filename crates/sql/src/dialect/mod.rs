@@ -86,6 +86,7 @@ pub(crate) fn rewrite(statement: &mut Statement, columns: &Fields, tables: &[Str
     };
     match statement {
         Statement::Statement(inner) => {
+            visitor.described_table(inner);
             visitor.unnested = unnested(inner.as_ref(), &visitor);
             visitor.defined = defined_names(inner.as_ref());
             let _ = inner.visit(&mut visitor);
@@ -645,8 +646,47 @@ impl Rewrite<'_> {
         let TableFactor::Table { name, alias, .. } = factor else {
             return;
         };
-        let Some((ObjectNamePart::Identifier(table), schema)) = name.0.split_last() else {
+        let Some(table) = self.athena_table_name(name) else {
             return;
+        };
+        if alias.is_none() {
+            *alias = Some(TableAlias {
+                explicit: true,
+                name: table,
+                columns: Vec::new(),
+                at: None,
+            });
+        }
+        *name = ObjectName::from(vec![Ident::new(crate::TABLE)]);
+    }
+
+    /// Athena's name of the table in `DESCRIBE cloudtrail_logs` and `SHOW COLUMNS FROM
+    /// cloudtrail_logs` is the `cloudtrail` table's.
+    fn described_table(&self, statement: &mut ast::Statement) {
+        let name = match statement {
+            ast::Statement::ExplainTable { table_name, .. } => table_name,
+            ast::Statement::ShowColumns { show_options, .. } => {
+                match show_options
+                    .show_in
+                    .as_mut()
+                    .and_then(|i| i.parent_name.as_mut())
+                {
+                    Some(name) => name,
+                    None => return,
+                }
+            }
+            _ => return,
+        };
+        if self.athena_table_name(name).is_some() {
+            *name = ObjectName::from(vec![Ident::new(crate::TABLE)]);
+        }
+    }
+
+    /// The table's name as written when `name` is one of Athena's for the `cloudtrail` table
+    /// (see [`Rewrite::athena_table`]).
+    fn athena_table_name(&self, name: &ObjectName) -> Option<Ident> {
+        let Some((ObjectNamePart::Identifier(table), schema)) = name.0.split_last() else {
+            return None;
         };
         let in_datafusion = schema.iter().all(|part| {
             matches!(part, ObjectNamePart::Identifier(p)
@@ -663,19 +703,7 @@ impl Rewrite<'_> {
                 && (is_athena_table_name(&table.value)
                     || table.value.eq_ignore_ascii_case(crate::TABLE))
         };
-        if !athena {
-            return;
-        }
-        let table = table.clone();
-        if alias.is_none() {
-            *alias = Some(TableAlias {
-                explicit: true,
-                name: table,
-                columns: Vec::new(),
-                at: None,
-            });
-        }
-        *name = ObjectName::from(vec![Ident::new(crate::TABLE)]);
+        athena.then(|| table.clone())
     }
 
     /// A name that is one top-level column's in another case becomes the column's.
@@ -1334,6 +1362,15 @@ mod tests {
                 "SELECT 1 FROM awsdatacatalog.default.cloudtrail_logs_my_bucket, db.cloudtrail"
             ),
             "SELECT 1 FROM cloudtrail AS cloudtrail_logs_my_bucket, cloudtrail AS cloudtrail"
+        );
+        // Outside a query too.
+        assert_eq!(
+            rewritten("DESCRIBE \"default\".cloudtrail_logs"),
+            "DESCRIBE cloudtrail"
+        );
+        assert_eq!(
+            rewritten("SHOW COLUMNS FROM cloudtrail_logs"),
+            "SHOW COLUMNS FROM cloudtrail"
         );
         // DataFusion's own names, and names of other tables, stay.
         assert_eq!(
