@@ -418,17 +418,12 @@ impl DocError {
 }
 
 /// simd-json's error as the place and the plain words a reader needs to find it: where the
-/// bad byte is (simd-json points string and UTF-8 errors at the document's start), what is
-/// wrong, and the text around it.
+/// bad byte is (simd-json points string errors at the document's start), what is wrong, and
+/// the text around it. (Text that is not UTF-8 is no error: [`Decoder::decode_document`]
+/// reads it again mended.)
 fn json_error(src: &[u8], e: &simd_json::Error) -> DocError {
     let from = e.index().min(src.len());
     let (offset, what) = match e.error() {
-        ErrorType::InvalidUtf8 => (
-            std::str::from_utf8(src)
-                .err()
-                .map_or(from, |u| u.valid_up_to()),
-            "invalid UTF-8".to_string(),
-        ),
         ErrorType::InvalidEscape | ErrorType::InvalidUnicodeEscape => {
             let at = bad_escape(&src[from..]).map(|at| from + at);
             (
