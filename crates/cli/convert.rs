@@ -233,7 +233,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     if !args.quiet {
         eprintln!("{}", tally.summary(Some((written_files, written_bytes))));
         if up_to_date > 0 {
-            eprintln!("{up_to_date} files were converted by earlier runs and left as they are");
+            eprintln!(
+                "{} converted by earlier runs and left as they are",
+                match up_to_date {
+                    1 => "1 file was".to_string(),
+                    n => format!("{n} files were"),
+                }
+            );
         }
         eprintln!("dataset: {}", args.out);
     }

@@ -111,9 +111,9 @@ impl Tally {
     pub fn summary(&self, written: Option<(usize, u64)>) -> String {
         let secs = self.elapsed().as_secs_f64().max(1e-3);
         let mut s = format!(
-            "{} events from {} files ({:.1} MB read, {:.1} MB of JSON) in {:.2}s: {:.0} events/s, {:.0} MB/s",
-            self.events,
-            self.files,
+            "{} from {} ({:.1} MB read, {:.1} MB of JSON) in {:.2}s: {:.0} events/s, {:.0} MB/s",
+            count(self.events, "event"),
+            count(self.files, "file"),
             self.bytes_read as f64 / 1e6,
             self.bytes_inflated as f64 / 1e6,
             secs,
@@ -122,7 +122,8 @@ impl Tally {
         );
         if let Some((files, bytes)) = written {
             s.push_str(&format!(
-                "\nwrote {files} Parquet files, {:.1} MB",
+                "\nwrote {}, {:.1} MB",
+                count(files, "Parquet file"),
                 bytes as f64 / 1e6
             ));
         }
@@ -132,30 +133,29 @@ impl Tally {
             } else {
                 ""
             };
-            s.push_str(&format!("\nskipped {}: {reason}{note}", files(*n)));
+            s.push_str(&format!("\nskipped {}: {reason}{note}", count(*n, "file")));
         }
         if self.partial_files > 0 {
             s.push_str(&format!(
                 "\n{} read in part: some records skipped (named above)",
-                files(self.partial_files)
+                count(self.partial_files, "file")
             ));
         }
         if self.mended_files > 0 {
             s.push_str(&format!(
                 "\n{} with bytes that are not UTF-8, read as U+FFFD (named above)",
-                files(self.mended_files)
+                count(self.mended_files, "file")
             ));
         }
         s
     }
 }
 
-/// "1 file", "2 files".
-fn files(n: usize) -> String {
-    if n == 1 {
-        "1 file".into()
-    } else {
-        format!("{n} files")
+/// `n` and `noun`, plural unless `n` is 1: "1 file", "2 files".
+pub fn count(n: usize, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
     }
 }
 

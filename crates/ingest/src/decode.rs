@@ -10,6 +10,7 @@
 //! events, and one event per line. A damaged document is not given up: its complete events are
 //! found by [`event_spans`] and decoded one by one.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::builder::NullBufferBuilder;
@@ -62,6 +63,9 @@ pub struct Decoder {
     /// Events that came as JSON text in a document (a CloudWatch Logs subscription record's
     /// messages, `lookup-events`' `CloudTrailEvent`s), decoded once its walk is done.
     messages: Vec<Message>,
+    /// Set while a document with `\u` escapes of lone surrogates is read again: simd-json
+    /// refuses them, so its copy has each one as `\uFFFD` (see [`mend_lone_surrogates`]).
+    mending_surrogates: bool,
 }
 
 impl Default for Decoder {
@@ -89,6 +93,7 @@ impl Decoder {
             unmapped: Unmapped::default(),
             scratch: Vec::new(),
             messages: Vec::new(),
+            mending_surrogates: false,
         }
     }
 
@@ -277,7 +282,9 @@ impl Decoder {
     ///
     /// JSON is UTF-8: bytes that are not (a damaged file, a writer's bug) are read as U+FFFD,
     /// as most readers of text do, and reported at `at` (the document's byte in the file and
-    /// its record), so that one bad byte does not cost the events around it.
+    /// its record), so that one bad byte does not cost the events around it. A `\u` escape of
+    /// a lone surrogate (valid JSON no UTF-8 string can hold) is read as U+FFFD, its string
+    /// kept as source text in the unmapped object too: nothing is lost, nothing reported.
     fn decode_document(
         &mut self,
         file: &str,
@@ -291,16 +298,26 @@ impl Decoder {
             Err(e @ DocError::Json { .. }) => e,
             done => return done,
         };
-        let Err(not_utf8) = std::str::from_utf8(src) else {
+        let not_utf8 = std::str::from_utf8(src).err();
+        let surrogates = has_lone_surrogate(src);
+        if not_utf8.is_none() && !surrogates {
             return Err(failed);
+        }
+        let mended = match not_utf8 {
+            Some(_) => Cow::Owned(String::from_utf8_lossy(src).into_owned().into_bytes()),
+            None => Cow::Borrowed(src),
         };
-        let mended = String::from_utf8_lossy(src);
-        self.decode_document_in(file, mended.as_bytes(), out, decoded, top_level, None)?;
-        decoded.record_errors.push(IngestError::NotUtf8 {
-            file: file.into(),
-            record: at.1,
-            offset: at.0 + not_utf8.valid_up_to(),
-        });
+        self.mending_surrogates = surrogates;
+        let read = self.decode_document_in(file, &mended, out, decoded, top_level, None);
+        self.mending_surrogates = false;
+        read?;
+        if let Some(not_utf8) = not_utf8 {
+            decoded.record_errors.push(IngestError::NotUtf8 {
+                file: file.into(),
+                record: at.1,
+                offset: at.0 + not_utf8.valid_up_to(),
+            });
+        }
         Ok(())
     }
 
@@ -329,6 +346,9 @@ impl Decoder {
             for &(at, len) in &huge_numbers {
                 self.work[at] = b'0';
                 self.work[at + 1..at + len].fill(b' ');
+            }
+            if self.mending_surrogates {
+                mend_lone_surrogates(&mut self.work);
             }
             self.work.resize(src.len() + INPUT_PADDING, 0);
             match fill_tape_padded(&mut self.work, src.len(), &mut self.buffers, &mut tape) {
@@ -369,6 +389,7 @@ impl Decoder {
                     wanted: self.wanted,
                     envelope,
                     messages: &mut self.messages,
+                    mended: self.mending_surrogates,
                 };
                 walk.document(out, decoded, top_level)
             }
@@ -465,6 +486,47 @@ fn json_error(src: &[u8], e: &simd_json::Error) -> DocError {
     DocError::Json {
         offset,
         reason: format!("{what} near `{}`", snippet(src, offset)),
+    }
+}
+
+/// The `\u` escapes in `text` of surrogates that are not half of a pair (`\ud800` alone).
+/// JSON's grammar allows them (and programs that write UTF-16 strings produce them), but no
+/// UTF-8 text can hold one, so simd-json refuses the document.
+fn lone_surrogates(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let unit = |at: usize| {
+        let hex = text.get(at..at + 6)?.strip_prefix(b"\\u")?;
+        u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    };
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while let Some(found) = memchr::memchr(b'\\', &text[i..]) {
+            let at = i + found;
+            match unit(at) {
+                Some(0xD800..=0xDBFF) if matches!(unit(at + 6), Some(0xDC00..=0xDFFF)) => {
+                    i = at + 12;
+                }
+                Some(0xD800..=0xDFFF) => {
+                    i = at + 6;
+                    return Some(at);
+                }
+                // A backslash is only ever in a string, where it starts a two-byte escape or
+                // a `\u` one.
+                _ => i = at + 2,
+            }
+        }
+        None
+    })
+}
+
+fn has_lone_surrogate(text: &[u8]) -> bool {
+    lone_surrogates(text).next().is_some()
+}
+
+/// Write each lone surrogate's escape in `text` as `\uFFFD` (as long: offsets stay).
+fn mend_lone_surrogates(text: &mut [u8]) {
+    let found: Vec<usize> = lone_surrogates(text).collect();
+    for at in found {
+        text[at + 2..at + 6].copy_from_slice(b"FFFD");
     }
 }
 
@@ -735,6 +797,9 @@ struct Walk<'a, 'n> {
     /// Where events written as JSON text go (see [`Walk::cloudwatch_logs`] and
     /// [`Walk::lookup_event`]).
     messages: &'a mut Vec<Message>,
+    /// Whether the tape was parsed from a copy with lone surrogates mended: a string holding
+    /// U+FFFD is then kept in the unmapped object as its source text too.
+    mended: bool,
 }
 
 /// An event written as JSON text inside a document, and what wrapped it.
@@ -1134,7 +1199,11 @@ impl<'a, 'n> Walk<'a, 'n> {
         match (col, node) {
             (Col::Str(b), Node::String(v)) => {
                 b.append_value(v);
-                self.skip_scalar();
+                if self.mended && v.contains('\u{FFFD}') {
+                    self.keep_unmapped(key_s);
+                } else {
+                    self.skip_scalar();
+                }
             }
             (Col::Json(b), Node::Static(StaticNode::Null)) => {
                 b.append_null();
@@ -1927,6 +1996,43 @@ mod tests {
             d.record_errors
         );
         assert_eq!(user_agents(&mut out), [None, Some("\u{FFFD}".to_string())]);
+    }
+
+    #[test]
+    fn escapes_of_lone_surrogates_are_read_as_replacement_characters_and_lose_nothing() {
+        // A lone high and a lone low surrogate in typed strings, one in a payload and one in a
+        // key; a pair and an escaped backslash before `ud800` are not lone.
+        let events = [
+            r#"{"eventName":"A","userAgent":"x\ud800y","eventID":"1"}"#,
+            r#"{"eventName":"B","userAgent":"\udc00","requestParameters":{"k":"\ud83d\ude00 \udbff"},"eventID":"2"}"#,
+            r#"{"eventName":"C","userAgent":"\ud83d\ude00 \\ud800","eventID":"3","x\udfff":1}"#,
+        ];
+        let text = format!("{{\"Records\":[{}]}}", events.join(","));
+        let (batch, d) = decode(&text);
+        assert_eq!(d.records, 3);
+        assert!(d.record_errors.is_empty(), "{:?}", d.record_errors);
+        let user_agents: Vec<_> = batch
+            .column_by_name("userAgent")
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect();
+        assert_eq!(user_agents, ["x\u{FFFD}y", "\u{FFFD}", "\u{1F600} \\ud800"]);
+        assert_eq!(
+            unmapped(&batch, 0).as_deref(),
+            Some(r#"{"userAgent":"x\ud800y"}"#)
+        );
+        assert_eq!(unmapped(&batch, 2).as_deref(), Some(r#"{"x\udfff":1}"#));
+        // Rendered back, each event is its source text (the pair, a character UTF-8 holds, is
+        // written as that character).
+        let mut rendered = Vec::new();
+        trailql_schema::render::write_ndjson(&batch, &mut rendered).unwrap();
+        let rendered = String::from_utf8(rendered).unwrap();
+        let mut expected = events.map(str::to_string);
+        expected[2] = expected[2].replace("\\ud83d\\ude00", "\u{1F600}");
+        assert_eq!(rendered.lines().collect::<Vec<_>>(), expected);
+        assert_eq!(lone_surrogates(text.as_bytes()).count(), 4);
     }
 
     #[test]

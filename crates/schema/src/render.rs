@@ -80,8 +80,26 @@ fn children_views<'a>(
         .collect()
 }
 
-/// The members of a JSON object in source order, values kept as raw text.
-struct Entries(Vec<(String, Box<RawValue>)>);
+/// The members of a JSON object in source order, keys and values kept as raw text.
+struct Entries(Vec<(Key, Box<RawValue>)>);
+
+/// A member's key as written (quotes and escapes included) and the text it stands for, which
+/// is `None` for a key no UTF-8 text can hold (an escape of a lone surrogate, `"\ud800"`).
+struct Key {
+    raw: Box<RawValue>,
+    text: Option<String>,
+}
+
+impl Key {
+    fn new(raw: Box<RawValue>) -> Self {
+        let quoted = raw.get();
+        let text = match quoted.contains('\\') {
+            false => Some(quoted[1..quoted.len() - 1].to_string()),
+            true => serde_json::from_str(quoted).ok(),
+        };
+        Key { raw, text }
+    }
+}
 
 impl Entries {
     /// The last value under `key` (the one a JSON reader keeps when a key repeats).
@@ -89,7 +107,7 @@ impl Entries {
         self.0
             .iter()
             .rev()
-            .find(|(k, _)| k == key)
+            .find(|(k, _)| k.text.as_deref() == Some(key))
             .map(|(_, v)| v.as_ref())
     }
 }
@@ -104,8 +122,8 @@ impl<'de> Deserialize<'de> for Entries {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
                 let mut out = Vec::new();
-                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
-                    out.push(entry);
+                while let Some((key, value)) = map.next_entry::<Box<RawValue>, Box<RawValue>>()? {
+                    out.push((Key::new(key), value));
                 }
                 Ok(Entries(out))
             }
@@ -158,6 +176,16 @@ fn write_key(out: &mut Vec<u8>, first: &mut bool, key: &str) {
     out.push(b':');
 }
 
+/// [`write_key`] of a key kept as JSON text.
+fn write_raw_key(out: &mut Vec<u8>, first: &mut bool, key: &RawValue) {
+    if !*first {
+        out.push(b',');
+    }
+    *first = false;
+    out.extend_from_slice(key.get().as_bytes());
+    out.push(b':');
+}
+
 fn write_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
@@ -190,8 +218,8 @@ fn render_object(
     }
     if let Some(extra) = extra {
         for (key, raw) in &extra.0 {
-            if !specs.iter().any(|s| s.name == key) {
-                write_key(out, &mut first, key);
+            if !specs.iter().any(|s| Some(s.name) == key.text.as_deref()) {
+                write_raw_key(out, &mut first, &key.raw);
                 out.extend_from_slice(raw.get().as_bytes());
             }
         }
