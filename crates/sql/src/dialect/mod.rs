@@ -38,6 +38,8 @@
 //! - **Presto's addresses and ranges** (`IPADDRESS`, `IPPREFIX`, and PostgreSQL's `inet` and
 //!   `cidr`) are text: a cast to one is its value, and `contains(range, ip)` and
 //!   `is_subnet_of(range, ip)` are `ip_in_cidr(ip, range)`.
+//! - **`TABLESAMPLE`** (`BERNOULLI (10)`, `SYSTEM (10)`, `(100 ROWS)`, `(BUCKET 1 OUT OF 10)`),
+//!   which DataFusion parses and then plans as the whole table, is a subquery that draws them.
 //! - **Athena's `CROSS JOIN UNNEST(resources) AS t(r)`** (DataFusion cannot plan a list of the
 //!   table it joins) is a subquery with `unnest(resources) AS r`.
 //! - **Athena's `element_at(list, i)`** is `array_element(list, i)` (DataFusion's
@@ -323,6 +325,7 @@ impl VisitorMut for Rewrite<'_> {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        table_sample(factor);
         self.athena_table(factor);
         match factor {
             TableFactor::Table { alias, .. }
@@ -620,21 +623,12 @@ impl Rewrite<'_> {
             "SELECT * FROM (SELECT *, unnest({list}) AS {} FROM {relation}) AS {table}",
             element.name
         );
-        let Some(derived) = parse::parse_sql(&sql)
-            .and_then(|mut statements| statements.pop())
-            .and_then(|statement| match statement {
-                ast::Statement::Query(query) => match *query.body {
-                    SetExpr::Select(select) => select.from.into_iter().next(),
-                    _ => None,
-                },
-                _ => None,
-            })
-        else {
+        let Some(derived) = first_table_of(&sql) else {
             return;
         };
         self.unnest_tables
             .insert(unnest_alias.name.value.clone(), table);
-        from.relation = derived.relation;
+        from.relation = derived;
         from.joins.remove(0);
     }
 
@@ -1098,6 +1092,71 @@ fn list_item(t: &DataType) -> Option<&DataType> {
         }
         _ => None,
     }
+}
+
+/// `FROM t TABLESAMPLE BERNOULLI (10)` (or `SYSTEM`, or no method: a percentage of the rows,
+/// each row drawn on its own), `TABLESAMPLE (100 ROWS)` (that many rows, drawn at random) and
+/// `TABLESAMPLE (BUCKET 1 OUT OF 10)` are a subquery of `t` that draws them, under `t`'s name
+/// or alias: DataFusion parses a sample and plans the whole table. A seed (`REPEATABLE (1)`)
+/// is not kept: each run draws its own sample.
+fn table_sample(factor: &mut TableFactor) {
+    let TableFactor::Table {
+        name,
+        alias,
+        sample:
+            Some(
+                ast::TableSampleKind::BeforeTableAlias(drawn)
+                | ast::TableSampleKind::AfterTableAlias(drawn),
+            ),
+        ..
+    } = factor
+    else {
+        return;
+    };
+    let outer = match alias {
+        Some(alias) => TableAlias {
+            explicit: true,
+            ..alias.clone()
+        }
+        .to_string(),
+        None => match name.0.last() {
+            Some(ObjectNamePart::Identifier(ident)) => format!("AS {ident}"),
+            _ => return,
+        },
+    };
+    let draw = match (&drawn.quantity, &drawn.bucket) {
+        (Some(q), _) if q.unit == Some(ast::TableSampleUnit::Rows) => {
+            format!("ORDER BY random() LIMIT {}", q.value)
+        }
+        (Some(q), _) => format!("WHERE random() < CAST({} AS DOUBLE) / 100", q.value),
+        (None, Some(b)) => format!(
+            "WHERE random() < CAST({} AS DOUBLE) / {}",
+            b.bucket, b.total
+        ),
+        (None, None) => return,
+    };
+    let mut table = factor.clone();
+    if let TableFactor::Table { alias, sample, .. } = &mut table {
+        (*alias, *sample) = (None, None);
+    }
+    let sql = format!("SELECT * FROM (SELECT * FROM {table} {draw}) {outer}");
+    if let Some(derived) = first_table_of(&sql) {
+        *factor = derived;
+    }
+}
+
+/// The first table of the `FROM` of `sql`, a query written by a rewrite.
+fn first_table_of(sql: &str) -> Option<TableFactor> {
+    parse::parse_sql(sql)
+        .and_then(|mut statements| statements.pop())
+        .and_then(|statement| match statement {
+            ast::Statement::Query(query) => match *query.body {
+                SetExpr::Select(select) => select.from.into_iter().next(),
+                _ => None,
+            },
+            _ => None,
+        })
+        .map(|from| from.relation)
 }
 
 #[cfg(test)]
