@@ -334,6 +334,16 @@ fn other_shapes_are_detected_per_file() {
         serde_json::to_vec(&serde_json::json!({"Events": lookup, "NextToken": "x"})).unwrap(),
     )
     .unwrap();
+    // Trail files gathered by `jq -s . *.json`: an array of their objects.
+    let slurped: Vec<Value> = [&events[190..195], &events[195..210]]
+        .iter()
+        .map(|part| serde_json::json!({ "Records": part }))
+        .collect();
+    std::fs::write(
+        dir.path().join("slurped.json"),
+        serde_json::to_vec(&slurped).unwrap(),
+    )
+    .unwrap();
     let (run, dataset) = convert(&[dir.path()], &[]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     let mut exported = export(dataset.path());
@@ -354,7 +364,7 @@ fn other_shapes_are_detected_per_file() {
     }
     assert_eq!(envelopes, 30);
     let got = by_event_id(exported);
-    assert_eq!(got, by_event_id(events[..190].to_vec()));
+    assert_eq!(got, by_event_id(events[..210].to_vec()));
 }
 
 #[test]

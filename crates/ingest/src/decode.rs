@@ -390,6 +390,7 @@ impl Decoder {
                     envelope,
                     messages: &mut self.messages,
                     mended: self.mending_surrogates,
+                    in_wrapper: false,
                 };
                 walk.document(out, decoded, top_level)
             }
@@ -800,6 +801,8 @@ struct Walk<'a, 'n> {
     /// Whether the tape was parsed from a copy with lone surrogates mended: a string holding
     /// U+FFFD is then kept in the unmapped object as its source text too.
     mended: bool,
+    /// Whether the walk is in a `{"Records": [...]}` that was an element of an array.
+    in_wrapper: bool,
 }
 
 /// An event written as JSON text inside a document, and what wrapped it.
@@ -845,63 +848,75 @@ impl<'a, 'n> Walk<'a, 'n> {
                 self.lookup_event(len);
                 Ok(())
             }
-            Node::Object { len, .. } => {
-                // `{"Records": [...]}`, possibly beside other keys; or `lookup-events`'
-                // `{"Events": [...], "NextToken": ...}`.
-                self.t += 1;
-                self.s += 1;
-                let mut found = false;
-                let mut records_not_array = None;
-                for _ in 0..len {
-                    let key = self.key();
-                    if key == "Records" && !matches!(self.nodes[self.t], Node::Array { .. }) {
-                        records_not_array = Some(match self.nodes[self.t] {
-                            Node::Object { .. } => "an object",
-                            Node::String(_) => "a string",
-                            Node::Static(StaticNode::Null) => "null",
-                            Node::Static(StaticNode::Bool(_)) => "a boolean",
-                            Node::Static(_) => "a number",
-                            Node::Array { .. } => unreachable!(),
-                        });
-                    }
-                    if (key == "Records" || key == "Events")
-                        && matches!(self.nodes[self.t], Node::Array { .. })
-                        && !found
-                    {
-                        found = true;
-                        let Node::Array { len, .. } = self.nodes[self.t] else {
-                            unreachable!()
-                        };
-                        self.t += 1;
-                        self.s += 1;
-                        for i in 0..len {
-                            self.event_or_skip(out, decoded, i);
-                            self.s += 1;
-                        }
-                        if len == 0 {
-                            self.s += 1;
-                        }
-                    } else {
-                        self.skip_value();
-                    }
-                    self.s += 1;
-                }
-                match (found, records_not_array, top_level) {
-                    (true, _, _) => Ok(()),
-                    (false, Some(kind), _) => Err(DocError::NotEvents(format!(
-                        "\"Records\" is {kind}, not an array of events"
-                    ))),
-                    (false, None, true) => Err(DocError::NotEvents(format!(
-                        "an object with keys {} and no \"Records\" array",
-                        top_keys(self.nodes).join(", ")
-                    ))),
-                    (false, None, false) => Err(DocError::NotEvents(
-                        "no eventTime, eventName, eventSource or eventID".into(),
-                    )),
-                }
-            }
+            Node::Object { len, .. } => self.records(out, decoded, len, top_level),
             _ => Err(DocError::NotEvents(
                 "the document is a single JSON value".into(),
+            )),
+        }
+    }
+
+    /// The object at the cursor as `{"Records": [...]}`, possibly beside other keys, or
+    /// `lookup-events`' `{"Events": [...], "NextToken": ...}`: each element of its array an
+    /// event. With `top_level`, an object with no such array is an error of the whole file.
+    fn records(
+        &mut self,
+        out: &mut BatchBuilder,
+        decoded: &mut Decoded,
+        len: usize,
+        top_level: bool,
+    ) -> Result<(), DocError> {
+        let at = self.t;
+        // `{"Records": [...]}`, possibly beside other keys; or `lookup-events`'
+        // `{"Events": [...], "NextToken": ...}`.
+        self.t += 1;
+        self.s += 1;
+        let mut found = false;
+        let mut records_not_array = None;
+        for _ in 0..len {
+            let key = self.key();
+            if key == "Records" && !matches!(self.nodes[self.t], Node::Array { .. }) {
+                records_not_array = Some(match self.nodes[self.t] {
+                    Node::Object { .. } => "an object",
+                    Node::String(_) => "a string",
+                    Node::Static(StaticNode::Null) => "null",
+                    Node::Static(StaticNode::Bool(_)) => "a boolean",
+                    Node::Static(_) => "a number",
+                    Node::Array { .. } => unreachable!(),
+                });
+            }
+            if (key == "Records" || key == "Events")
+                && matches!(self.nodes[self.t], Node::Array { .. })
+                && !found
+            {
+                found = true;
+                let Node::Array { len, .. } = self.nodes[self.t] else {
+                    unreachable!()
+                };
+                self.t += 1;
+                self.s += 1;
+                for i in 0..len {
+                    self.event_or_skip(out, decoded, i);
+                    self.s += 1;
+                }
+                if len == 0 {
+                    self.s += 1;
+                }
+            } else {
+                self.skip_value();
+            }
+            self.s += 1;
+        }
+        match (found, records_not_array, top_level) {
+            (true, _, _) => Ok(()),
+            (false, Some(kind), _) => Err(DocError::NotEvents(format!(
+                "\"Records\" is {kind}, not an array of events"
+            ))),
+            (false, None, true) => Err(DocError::NotEvents(format!(
+                "an object with keys {} and no \"Records\" array",
+                top_keys(self.nodes, at).join(", ")
+            ))),
+            (false, None, false) => Err(DocError::NotEvents(
+                "no eventTime, eventName, eventSource or eventID".into(),
             )),
         }
     }
@@ -920,6 +935,20 @@ impl<'a, 'n> Walk<'a, 'n> {
             && is_lookup_event(self.nodes, self.t)
         {
             self.lookup_event(len);
+        } else if let Node::Object { len, .. } = self.nodes[self.t]
+            && !self.in_wrapper
+            && members(self.nodes, self.t)
+                .any(|(k, v)| k == "Records" && matches!(self.nodes[v], Node::Array { .. }))
+        {
+            // A delivery file's object in an array: trail files gathered by `jq -s`. (One
+            // level: a wrapper in it is no event.)
+            let a = self.pos(self.s);
+            self.in_wrapper = true;
+            let read = self.records(out, decoded, len, false);
+            self.in_wrapper = false;
+            if let Err(e) = read {
+                decoded.record_errors.push(e.into_error(self.file, i, a));
+            }
         } else {
             let (a, _) = self.skip_value();
             decoded.record_errors.push(
@@ -1342,8 +1371,8 @@ fn is_lookup_event(nodes: &[Node<'_>], t: usize) -> bool {
     members(nodes, t).any(|(k, v)| k == "CloudTrailEvent" && matches!(nodes[v], Node::String(_)))
 }
 
-fn top_keys(nodes: &[Node<'_>]) -> Vec<String> {
-    members(nodes, 0)
+fn top_keys(nodes: &[Node<'_>], t: usize) -> Vec<String> {
+    members(nodes, t)
         .take(6)
         .map(|(k, _)| format!("\"{k}\""))
         .collect()
@@ -2278,6 +2307,37 @@ mod tests {
         assert_eq!(
             unmapped(&full, 0).unwrap(),
             r#"{"readOnly":"odd","new":1,"eventName":"B"}"#
+        );
+    }
+
+    #[test]
+    fn trail_files_gathered_in_an_array_are_each_read_one_level_deep() {
+        // `jq -s . *.json`: an array of delivery files' objects, one with other keys beside.
+        let text = r#"[{"Records":[{"eventName":"A","eventID":"1"},{"eventName":"B","eventID":"2"}]},
+            {"x":1,"Records":[{"eventName":"C","eventID":"3"}]},
+            {"eventName":"D","eventID":"4"},
+            {"Records":[{"Records":[{"eventName":"E","eventID":"5"}]}]}]"#;
+        let (batch, d) = decode(text);
+        let names: Vec<_> = batch
+            .column_by_name("eventName")
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["A", "B", "C", "D"]);
+        assert_eq!(d.records, 4);
+        // A wrapper in a wrapper in the array is no event: one error, E not read.
+        assert!(
+            matches!(
+                &d.record_errors[..],
+                [IngestError::NotCloudTrail {
+                    record: Some(0),
+                    ..
+                }]
+            ),
+            "{:?}",
+            d.record_errors
         );
     }
 
