@@ -7,6 +7,7 @@ mod dataset;
 mod dialect;
 mod functions;
 mod group_count;
+mod json_cast;
 mod json_filter;
 mod map_aggregates;
 mod memory;
@@ -98,6 +99,7 @@ pub fn new_context_with_memory(memory_bytes: usize) -> Result<SessionContext, Sq
     datafusion_functions_json::register_all(&mut ctx)?;
     functions::register(&ctx);
     map_aggregates::register(&ctx);
+    json_cast::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(json_filter::JsonFilterRule));
     Ok(ctx)
 }

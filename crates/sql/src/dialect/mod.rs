@@ -40,6 +40,9 @@
 //!   `is_subnet_of(range, ip)` are `ip_in_cidr(ip, range)`.
 //! - **`TABLESAMPLE`** (`BERNOULLI (10)`, `SYSTEM (10)`, `(100 ROWS)`, `(BUCKET 1 OUT OF 10)`),
 //!   which DataFusion parses and then plans as the whole table, is a subquery that draws them.
+//! - **Presto's casts of JSON to lists, maps and rows**, `CAST(j AS ARRAY(JSON))`,
+//!   `MAP(VARCHAR, VARCHAR)`, `ARRAY(ROW(key VARCHAR, value VARCHAR))` (parsed by the
+//!   [`parse`] module's dialect), are [`crate::json_cast`]'s `json_cast(j, 'ARRAY(JSON)')`.
 //! - **Athena's `CROSS JOIN UNNEST(resources) AS t(r)`** (DataFusion cannot plan a list of the
 //!   table it joins) is a subquery with `unnest(resources) AS r`.
 //! - **Athena's `element_at(list, i)`** is `array_element(list, i)` (DataFusion's
@@ -62,12 +65,14 @@ use datafusion::sql::sqlparser::ast::{
 };
 use trailql_schema::{FieldSpec, Kind, RECORD, UNMAPPED};
 
+use crate::json_cast::JsonType;
+
 mod athena_partitions;
 mod parse;
 mod presto;
 use athena_partitions::{AthenaPartition, day_comparison, day_range};
 use parse::parse_expr;
-pub(crate) use parse::parse_statement;
+pub(crate) use parse::{parse_presto_type, parse_statement};
 use presto::{
     as_athena_text, athena_json, date_add, json_arrow_path, lambda_functions, presto, quoted,
     text_literal, time_prefix_range,
@@ -462,6 +467,18 @@ impl VisitorMut for Rewrite<'_> {
                     }
                     _ => Expr::Nested(Box::new(value)),
                 };
+            }
+            // Presto's `CAST(json AS ARRAY(JSON))`, `MAP(VARCHAR, VARCHAR)`, `ROW(...)` of JSON
+            // text (or of a struct or list, as its JSON): the `json_cast` function.
+            Expr::Cast {
+                expr: value,
+                data_type,
+                ..
+            } if let Some(target) = JsonType::of_sql(data_type).filter(JsonType::is_composite)
+                && let Some(json) = self.json_text(value) =>
+            {
+                *expr = parse_expr(&format!("json_cast({json}, {})", quoted(&target.sql())))
+                    .expect("a call parses");
             }
             // Presto's `CAST(sourceipaddress AS IPADDRESS)` and `IPPREFIX '10.0.0.0/8'`,
             // PostgreSQL's `::inet` and `::cidr`: addresses and ranges are text here, which
@@ -945,6 +962,33 @@ impl Rewrite<'_> {
             Expr::Function(function) => self.element_type(function),
             _ => None,
         }
+    }
+
+    /// `value` as JSON text, for a cast of JSON: itself when it is text (a column of text, a
+    /// JSON function's result, `->`, a literal), a struct or list as its JSON; `None` for other
+    /// values, which DataFusion casts.
+    fn json_text(&self, value: &Expr) -> Option<String> {
+        match self.type_of(value) {
+            Some(DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => {
+                return Some(value.to_string());
+            }
+            Some(DataType::Struct(_) | DataType::List(_)) => {
+                return Some(format!("to_json({value})"));
+            }
+            Some(_) => return None,
+            None => {}
+        }
+        let json = match value {
+            Expr::Function(f) => f.name.to_string().to_ascii_lowercase().starts_with("json"),
+            Expr::BinaryOp {
+                op: ast::BinaryOperator::Arrow | ast::BinaryOperator::LongArrow,
+                ..
+            } => true,
+            Expr::Value(v) => matches!(v.value, Value::SingleQuotedString(_)),
+            Expr::Nested(inner) => return self.json_text(inner),
+            _ => false,
+        };
+        json.then(|| value.to_string())
     }
 
     /// Athena's `element_at(list, i)` (DataFusion's is for maps) is `array_element(list, i)`,

@@ -14,6 +14,7 @@ use datafusion::sql::sqlparser::ast::{self, BinaryOperator, Expr, Visit, Visitor
 use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
 
 /// PostgreSQL's dialect, `SELECT * EXCLUDE` and, when `lambdas`, `x -> ...` as a lambda: every
 /// other method PostgreSQL's dialect defines is its, and it is PostgreSQL to the parser's checks
@@ -202,6 +203,35 @@ impl Dialect for TrailqlDialect {
         self.postgres.dialect()
     }
 
+    /// Presto's `CAST(x AS ARRAY(JSON))`, `MAP(VARCHAR, VARCHAR)` and `ROW(name VARCHAR, ...)`,
+    /// which PostgreSQL's dialect does not parse; every other cast is left to it.
+    fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
+        let kind = match &parser.peek_token_ref().token {
+            Token::Word(w) if w.keyword == Keyword::CAST => ast::CastKind::Cast,
+            Token::Word(w) if w.keyword == Keyword::TRY_CAST => ast::CastKind::TryCast,
+            _ => return None,
+        };
+        match parser.maybe_parse(|p| {
+            p.next_token();
+            p.expect_token(&Token::LParen)?;
+            let expr = p.parse_expr()?;
+            p.expect_keyword_is(Keyword::AS)?;
+            let data_type = presto_type(p, true)?;
+            p.expect_token(&Token::RParen)?;
+            Ok(Expr::Cast {
+                kind: kind.clone(),
+                expr: Box::new(expr),
+                data_type,
+                array: false,
+                format: None,
+            })
+        }) {
+            Ok(Some(cast)) => Some(Ok(cast)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     fn supports_select_wildcard_exclude(&self) -> bool {
         true
     }
@@ -361,6 +391,67 @@ impl Dialect for TrailqlDialect {
     fn supports_comment_optimizer_hint(&self) -> bool {
         self.postgres.supports_comment_optimizer_hint()
     }
+}
+
+/// A type as Presto writes it: `ARRAY(T)` (or `ARRAY<T>`), `MAP(K, V)`, `ROW(name T, ...)` (or
+/// `STRUCT(...)`), any of them inside another; other types as the parser reads them. With
+/// `composite`, a type that is none of those three is an error.
+fn presto_type(p: &mut Parser, composite: bool) -> Result<ast::DataType, ParserError> {
+    let word = match &p.peek_token_ref().token {
+        Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
+        _ => String::new(),
+    };
+    let open = p.peek_nth_token_ref(1).token.clone();
+    let data_type = match (word.as_str(), open) {
+        ("ARRAY", Token::LParen | Token::Lt) => {
+            p.next_token();
+            let close = match p.next_token().token {
+                Token::LParen => Token::RParen,
+                _ => Token::Gt,
+            };
+            let item = presto_type(p, false)?;
+            p.expect_token(&close)?;
+            ast::DataType::Array(ast::ArrayElemTypeDef::AngleBracket(Box::new(item)))
+        }
+        ("MAP", Token::LParen) => {
+            p.next_token();
+            p.next_token();
+            let key = presto_type(p, false)?;
+            p.expect_token(&Token::Comma)?;
+            let value = presto_type(p, false)?;
+            p.expect_token(&Token::RParen)?;
+            ast::DataType::Map(Box::new(key), Box::new(value))
+        }
+        ("ROW" | "STRUCT", Token::LParen) => {
+            p.next_token();
+            p.next_token();
+            let mut fields = Vec::new();
+            loop {
+                let name = p.parse_identifier()?;
+                fields.push(ast::StructField {
+                    field_name: Some(name),
+                    field_type: presto_type(p, false)?,
+                    options: None,
+                });
+                if !p.consume_token(&Token::Comma) {
+                    break;
+                }
+            }
+            p.expect_token(&Token::RParen)?;
+            ast::DataType::Struct(fields, ast::StructBracketKind::Parentheses)
+        }
+        _ if composite => return p.expected("ARRAY(, MAP( or ROW(", p.peek_token()),
+        _ => p.parse_data_type()?,
+    };
+    Ok(data_type)
+}
+
+/// `text`, a type as Presto writes it (see [`presto_type`]), parsed.
+pub(crate) fn parse_presto_type(text: &str) -> Option<ast::DataType> {
+    let dialect = TrailqlDialect::default();
+    let mut parser = Parser::new(&dialect).try_with_sql(text).ok()?;
+    let data_type = presto_type(&mut parser, false).ok()?;
+    (parser.peek_token_ref().token == Token::EOF).then_some(data_type)
 }
 
 #[cfg(test)]

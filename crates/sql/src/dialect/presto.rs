@@ -134,7 +134,7 @@ pub(super) fn date_add(function: &ast::Function) -> Option<Expr> {
 /// `count_if(c)`, `arbitrary(x)`, `approx_percentile(x, p)`, `to_iso8601(t)`,
 /// `regexp_extract(s, pattern[, group])`, `date_diff(unit, a, b)`, the parts of a time
 /// (`year(t)` to `second(t)`, `day_of_week`, `day_of_year`, `quarter`, `week`), `split(s, d)`,
-/// `json_array_length`, `json_parse` and `json_format` (JSON is text here), `if`, `date`,
+/// `json_array_length`, `json_array_get`, `json_parse` and `json_format` (JSON is text here), `if`, `date`,
 /// `last_day_of_month`, `at_timezone`, `typeof`, `every`, `max_by`, `min_by`, `slice`,
 /// `sequence`, `zip`, `levenshtein_distance`, `to_utf8`, `from_utf8`, `to_hex` (of bytes),
 /// `to_base64`, `from_base64`, `contains(range, ip)`, `is_subnet_of`, and the time formats of
@@ -210,6 +210,7 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         ("try", [x]) => format!("({x})"),
         ("format", [format, values @ ..]) => format_as_concat(&text_literal(format)?, values)?,
         ("json_array_length", [json]) => format!("json_length({json})"),
+        ("json_array_get", [json, index]) => format!("json_get_json({json}, {index})"),
         // DuckDB's names.
         ("string_split" | "str_split", [s, delimiter]) => {
             format!("string_to_array({s}, {delimiter})")
