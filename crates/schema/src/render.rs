@@ -168,22 +168,23 @@ fn parse_entries(text: &str, row: usize, column: &str) -> Result<Entries, Schema
 }
 
 fn write_key(out: &mut Vec<u8>, first: &mut bool, key: &str) {
-    if !*first {
-        out.push(b',');
-    }
-    *first = false;
+    separate(out, first);
     write_str(out, key);
     out.push(b':');
 }
 
 /// [`write_key`] of a key kept as JSON text.
 fn write_raw_key(out: &mut Vec<u8>, first: &mut bool, key: &RawValue) {
-    if !*first {
-        out.push(b',');
-    }
-    *first = false;
+    separate(out, first);
     out.extend_from_slice(key.get().as_bytes());
     out.push(b':');
+}
+
+/// The `,` before an object's member, unless it is the `first`.
+fn separate(out: &mut Vec<u8>, first: &mut bool) {
+    if !std::mem::replace(first, false) {
+        out.push(b',');
+    }
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
