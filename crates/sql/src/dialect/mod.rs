@@ -44,7 +44,9 @@
 //!   `MAP(VARCHAR, VARCHAR)`, `ARRAY(ROW(key VARCHAR, value VARCHAR))` (parsed by the
 //!   [`parse`] module's dialect), are [`crate::json_cast`]'s `json_cast(j, 'ARRAY(JSON)')`.
 //! - **Athena's `CROSS JOIN UNNEST(resources) AS t(r)`** (DataFusion cannot plan a list of the
-//!   table it joins) is a subquery with `unnest(resources) AS r`.
+//!   table it joins) is a subquery with `unnest(resources) AS r`; as in Trino, `WITH
+//!   ORDINALITY` numbers the elements, a map unnests to its keys and values (`AS t(k, v)`), and
+//!   a list of rows to a column per field when the alias names one for each.
 //! - **Athena's `element_at(list, i)`** is `array_element(list, i)` (DataFusion's
 //!   `element_at` is for maps), and `contains(list, x)` is `array_has(list, x)`.
 //! - **A field of a JSON text column named as a struct's would be**, `requestParameters.
@@ -612,7 +614,7 @@ impl Rewrite<'_> {
                     alias: Some(unnest_alias),
                     array_exprs,
                     with_offset: false,
-                    with_ordinality: false,
+                    with_ordinality,
                     ..
                 },
             join_operator:
@@ -622,9 +624,28 @@ impl Rewrite<'_> {
         else {
             return;
         };
-        let ([list], [element]) = (array_exprs.as_slice(), unnest_alias.columns.as_slice()) else {
+        let names: Vec<&Ident> = unnest_alias.columns.iter().map(|c| &c.name).collect();
+        let (names, ordinal) = match (with_ordinality, names.split_last()) {
+            (true, Some((ordinal, names))) => (names, Some(ordinal)),
+            (true, None) => return,
+            (false, _) => (names.as_slice(), None),
+        };
+        let Some(mut items) = self.unnest_items(array_exprs, names) else {
             return;
         };
+        if let Some(ordinal) = ordinal {
+            let lengths: Vec<String> = array_exprs
+                .iter()
+                .map(|list| format!("cardinality({list})"))
+                .collect();
+            let longest = match &lengths[..] {
+                [one] => one.clone(),
+                many => format!("greatest({})", many.join(", ")),
+            };
+            items.push(format!(
+                "unnest(generate_series(1, {longest})) AS {ordinal}"
+            ));
+        }
         let TableFactor::Table { name, alias, .. } = &from.relation else {
             return;
         };
@@ -637,8 +658,8 @@ impl Rewrite<'_> {
         };
         let relation = &from.relation;
         let sql = format!(
-            "SELECT * FROM (SELECT *, unnest({list}) AS {} FROM {relation}) AS {table}",
-            element.name
+            "SELECT * FROM (SELECT *, {} FROM {relation}) AS {table}",
+            items.join(", ")
         );
         let Some(derived) = first_table_of(&sql) else {
             return;
@@ -647,6 +668,71 @@ impl Rewrite<'_> {
             .insert(unnest_alias.name.value.clone(), table);
         from.relation = derived;
         from.joins.remove(0);
+    }
+
+    /// The items of a subquery's projection that are `UNNEST(lists) AS t(names)`, as Trino
+    /// unnests: a list to a column each; one map to its keys and values; one list of rows to a
+    /// column per field (when `names` has one for each), as `get_field(unnest(list), 'field')`.
+    fn unnest_items(&self, lists: &[Expr], names: &[&Ident]) -> Option<Vec<String>> {
+        if lists.len() == names.len() {
+            return Some(
+                lists
+                    .iter()
+                    .zip(names)
+                    .map(|(list, name)| format!("unnest({list}) AS {name}"))
+                    .collect(),
+            );
+        }
+        let [list] = lists else {
+            return None;
+        };
+        if let [key, value] = names
+            && self.is_map(list)
+        {
+            return Some(vec![
+                format!("unnest(map_keys({list})) AS {key}"),
+                format!("unnest(map_values({list})) AS {value}"),
+            ]);
+        }
+        let fields = self.row_fields(list)?;
+        (fields.len() == names.len()).then(|| {
+            fields
+                .iter()
+                .zip(names)
+                .map(|(field, name)| {
+                    format!("get_field(unnest({list}), {}) AS {name}", quoted(field))
+                })
+                .collect()
+        })
+    }
+
+    /// Whether `e` is a map: a map column, a cast to one, or a function that makes one.
+    fn is_map(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Cast { data_type, .. } => matches!(data_type, ast::DataType::Map(..)),
+            Expr::Function(f) => ["histogram", "map_agg", "map", "map_from_arrays", "make_map"]
+                .contains(&f.name.to_string().to_ascii_lowercase().as_str()),
+            Expr::Nested(inner) => self.is_map(inner),
+            _ => matches!(self.type_of(e), Some(DataType::Map(..))),
+        }
+    }
+
+    /// The field names of the rows a list of rows holds: a column's, or a cast's to
+    /// `ARRAY(ROW(...))`.
+    fn row_fields(&self, list: &Expr) -> Option<Vec<String>> {
+        if let Expr::Cast { data_type, .. } = list {
+            return match JsonType::of_sql(data_type)? {
+                JsonType::Array(item) => match *item {
+                    JsonType::Row(fields) => {
+                        Some(fields.into_iter().map(|(name, _)| name).collect())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+        }
+        let fields = struct_fields(self.type_of(list).and_then(list_item)?)?;
+        Some(fields.iter().map(|f| f.name().clone()).collect())
     }
 
     /// Athena's names for the table, `cloudtrail_logs` and `cloudtrail_logs_<bucket>` (what its
