@@ -45,8 +45,9 @@
 //!   [`parse`] module's dialect), are [`crate::json_cast`]'s `json_cast(j, 'ARRAY(JSON)')`.
 //! - **Athena's `CROSS JOIN UNNEST(resources) AS t(r)`** (DataFusion cannot plan a list of the
 //!   table it joins) is a subquery with `unnest(resources) AS r`; as in Trino, `WITH
-//!   ORDINALITY` numbers the elements, a map unnests to its keys and values (`AS t(k, v)`), and
-//!   a list of rows to a column per field when the alias names one for each.
+//!   ORDINALITY` numbers the elements, a map unnests to its keys and values (`AS t(k, v)`), a
+//!   list of rows to a column per field when the alias names one for each, and `LEFT JOIN
+//!   UNNEST(...) ON TRUE` keeps the rows whose list is empty, with NULLs.
 //! - **Athena's `element_at(list, i)`** is `array_element(list, i)` (DataFusion's
 //!   `element_at` is for maps), and `contains(list, x)` is `array_has(list, x)`.
 //! - **A field of a JSON text column named as a struct's would be**, `requestParameters.
@@ -617,12 +618,26 @@ impl Rewrite<'_> {
                     with_ordinality,
                     ..
                 },
-            join_operator:
-                JoinOperator::CrossJoin(JoinConstraint::None) | JoinOperator::Join(JoinConstraint::None),
+            join_operator,
             ..
         }) = from.joins.first()
         else {
             return;
+        };
+        // `LEFT JOIN UNNEST(list) AS t(x) ON TRUE` keeps a row whose list is empty or NULL,
+        // with NULL for `x`: the list is then one NULL.
+        let on_true = |c: &JoinConstraint| matches!(c, JoinConstraint::On(Expr::Value(v)) if v.value == Value::Boolean(true));
+        let outer = match join_operator {
+            JoinOperator::CrossJoin(JoinConstraint::None)
+            | JoinOperator::Join(JoinConstraint::None) => false,
+            JoinOperator::Left(c) | JoinOperator::LeftOuter(c) if on_true(c) => true,
+            _ => return,
+        };
+        let list = |list: String| match outer {
+            true => {
+                format!("CASE WHEN cardinality({list}) > 0 THEN {list} ELSE make_array(NULL) END")
+            }
+            false => list,
         };
         let names: Vec<&Ident> = unnest_alias.columns.iter().map(|c| &c.name).collect();
         let (names, ordinal) = match (with_ordinality, names.split_last()) {
@@ -630,7 +645,7 @@ impl Rewrite<'_> {
             (true, None) => return,
             (false, _) => (names.as_slice(), None),
         };
-        let Some(mut items) = self.unnest_items(array_exprs, names) else {
+        let Some(mut items) = self.unnest_items(array_exprs, names, &list) else {
             return;
         };
         if let Some(ordinal) = ordinal {
@@ -642,9 +657,8 @@ impl Rewrite<'_> {
                 [one] => one.clone(),
                 many => format!("greatest({})", many.join(", ")),
             };
-            items.push(format!(
-                "unnest(generate_series(1, {longest})) AS {ordinal}"
-            ));
+            let positions = list(format!("generate_series(1, {longest})"));
+            items.push(format!("unnest({positions}) AS {ordinal}"));
         }
         let TableFactor::Table { name, alias, .. } = &from.relation else {
             return;
@@ -673,13 +687,19 @@ impl Rewrite<'_> {
     /// The items of a subquery's projection that are `UNNEST(lists) AS t(names)`, as Trino
     /// unnests: a list to a column each; one map to its keys and values; one list of rows to a
     /// column per field (when `names` has one for each), as `get_field(unnest(list), 'field')`.
-    fn unnest_items(&self, lists: &[Expr], names: &[&Ident]) -> Option<Vec<String>> {
+    /// `padded` writes each list as it is unnested (see [`Rewrite::cross_join_unnest`]).
+    fn unnest_items(
+        &self,
+        lists: &[Expr],
+        names: &[&Ident],
+        padded: &dyn Fn(String) -> String,
+    ) -> Option<Vec<String>> {
         if lists.len() == names.len() {
             return Some(
                 lists
                     .iter()
                     .zip(names)
-                    .map(|(list, name)| format!("unnest({list}) AS {name}"))
+                    .map(|(list, name)| format!("unnest({}) AS {name}", padded(list.to_string())))
                     .collect(),
             );
         }
@@ -690,17 +710,21 @@ impl Rewrite<'_> {
             && self.is_map(list)
         {
             return Some(vec![
-                format!("unnest(map_keys({list})) AS {key}"),
-                format!("unnest(map_values({list})) AS {value}"),
+                format!("unnest({}) AS {key}", padded(format!("map_keys({list})"))),
+                format!(
+                    "unnest({}) AS {value}",
+                    padded(format!("map_values({list})"))
+                ),
             ]);
         }
         let fields = self.row_fields(list)?;
+        let rows = padded(list.to_string());
         (fields.len() == names.len()).then(|| {
             fields
                 .iter()
                 .zip(names)
                 .map(|(field, name)| {
-                    format!("get_field(unnest({list}), {}) AS {name}", quoted(field))
+                    format!("get_field(unnest({rows}), {}) AS {name}", quoted(field))
                 })
                 .collect()
         })
