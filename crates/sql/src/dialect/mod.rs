@@ -276,6 +276,19 @@ impl VisitorMut for Rewrite<'_> {
     }
 
     fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        // A scalar subquery is named as its column is (`count(*)`); beside other items it is
+        // named as written, as DuckDB names it, so that `SELECT count(*), (SELECT count(*)
+        // FROM t)` is no clash of names.
+        if select.projection.len() > 1 {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(subquery @ Expr::Subquery(_)) = item {
+                    *item = SelectItem::ExprWithAlias {
+                        alias: Ident::with_quote('"', subquery.to_string()),
+                        expr: subquery.clone(),
+                    };
+                }
+            }
+        }
         // An alias that is a column's name in another case is written as the column's, as
         // are the names that refer to it (`SELECT eventname AS eventname ... ORDER BY eventname`).
         for item in &mut select.projection {
