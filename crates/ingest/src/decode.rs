@@ -1380,7 +1380,7 @@ fn top_keys(nodes: &[Node<'_>], t: usize) -> Vec<String> {
 
 /// Find `key` among `specs`, starting at `hint` (keys mostly arrive in schema order).
 fn find_field(specs: &[FieldSpec], key: &str, hint: usize) -> Option<usize> {
-    let print = KeyPrint::of(key);
+    let print = KeyPrint::of_key(key);
     let hint = hint.min(specs.len());
     (hint..specs.len())
         .chain(0..hint)

@@ -75,6 +75,38 @@ impl KeyPrint {
         }
     }
 
+    /// [`KeyPrint::of`] as the decoder takes it, a key at a time: whole-word loads, where the
+    /// `const` version (which the schema's prints are made with) goes byte by byte.
+    #[inline]
+    pub fn of_key(key: &str) -> KeyPrint {
+        let b = key.as_bytes();
+        let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        let (head, tail) = match b.len() {
+            8.. => (word(0), word(b.len() - 8)),
+            // Two loads that overlap put the same bytes in the same places.
+            4..=7 => {
+                let half = |at: usize| {
+                    u64::from(u32::from_le_bytes(
+                        b[at..at + 4].try_into().expect("4 bytes"),
+                    ))
+                };
+                let v = half(0) | half(b.len() - 4) << (8 * (b.len() - 4));
+                (v, v)
+            }
+            1..=3 => {
+                let at = |i: usize| u64::from(b[i]) << (8 * i);
+                let v = at(0) | at(b.len() / 2) | at(b.len() - 1);
+                (v, v)
+            }
+            0 => (0, 0),
+        };
+        KeyPrint {
+            len: b.len(),
+            head,
+            tail,
+        }
+    }
+
     /// Whether `name`, whose print this is, equals `key`, whose print is `key_print`.
     #[inline]
     pub fn matches(&self, name: &str, key_print: &KeyPrint, key: &str) -> bool {
@@ -205,6 +237,18 @@ mod tests {
         for spec in specs {
             if let Kind::Struct(children) | Kind::ListOfStruct(children) = spec.kind {
                 all_lists(children, out);
+            }
+        }
+    }
+
+    #[test]
+    fn a_print_made_at_run_time_is_the_one_made_at_compile_time() {
+        let text = "userIdentity.sessionContext.sessionIssuer\u{e9}";
+        for start in 0..text.len() {
+            for end in start..=text.len() {
+                if let Some(key) = text.get(start..end) {
+                    assert_eq!(KeyPrint::of_key(key), KeyPrint::of(key), "{key}");
+                }
             }
         }
     }
