@@ -132,14 +132,14 @@ pub(super) fn date_add(function: &ast::Function) -> Option<Expr> {
 
 /// Presto's (Athena's) functions that DataFusion has under another name or shape, as that SQL:
 /// `count_if(c)`, `arbitrary(x)`, `approx_percentile(x, p)`, `to_iso8601(t)`,
-/// `regexp_extract(s, pattern[, group])`, `date_diff(unit, a, b)`, the parts of a time
-/// (`year(t)` to `second(t)`, `day_of_week`, `day_of_year`, `quarter`, `week`), `split(s, d)`,
-/// `json_array_length`, `json_array_get`, `json_parse` and `json_format` (JSON is text here), `if`, `date`,
-/// `last_day_of_month`, `at_timezone`, `typeof`, `every`, `max_by`, `min_by`, `slice`,
-/// `sequence`, `zip`, `levenshtein_distance`, `to_utf8`, `from_utf8`, `to_hex` (of bytes),
-/// `to_base64`, `from_base64`, `contains(range, ip)`, `is_subnet_of`, and the time formats of
-/// `date_parse`, `date_format`, `parse_datetime` and `format_datetime` (for a format written
-/// in the query).
+/// `regexp_extract(s, pattern[, group])`, `regexp_replace(s, pattern)`, `date_diff(unit, a,
+/// b)`, the parts of a time (`year(t)` to `second(t)`, `day_of_week`, `day_of_year`,
+/// `quarter`, `week`), `split(s, d)`, `json_array_length`, `json_array_get`, `json_parse` and
+/// `json_format` (JSON is text here), `if`, `date`, `last_day_of_month`, `at_timezone`,
+/// `typeof`, `every`, `max_by`, `min_by`, `slice`, `sequence`, `zip`, `levenshtein_distance`,
+/// `to_utf8`, `from_utf8`, `to_hex` (of bytes), `to_base64`, `from_base64`, `contains(range,
+/// ip)`, `is_subnet_of`, and the time formats of `date_parse`, `date_format`, `parse_datetime`
+/// and `format_datetime` (for a format written in the query).
 pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
     if function.over.is_some() || function.filter.is_some() {
         return None;
@@ -209,6 +209,11 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         ) => format!("TRY_CAST({expr} AS {data_type})"),
         ("try", [x]) => format!("({x})"),
         ("format", [format, values @ ..]) => format_as_concat(&text_literal(format)?, values)?,
+        // Presto's two-argument form removes every match (PostgreSQL's and DuckDB's forms,
+        // with a replacement, change the first unless given 'g').
+        ("regexp_replace", [text, pattern]) => {
+            format!("regexp_replace({text}, {pattern}, '', 'g')")
+        }
         ("json_array_length", [json]) => format!("json_length({json})"),
         ("json_array_get", [json, index]) => format!("json_get_json({json}, {index})"),
         // DuckDB's names.
