@@ -132,7 +132,7 @@ pub(super) fn date_add(function: &ast::Function) -> Option<Expr> {
 
 /// Presto's (Athena's) functions that DataFusion has under another name or shape, as that SQL:
 /// `count_if(c)`, `arbitrary(x)`, `approx_percentile(x, p)`, `to_iso8601(t)`,
-/// `regexp_extract(s, pattern[, group])`, `regexp_replace(s, pattern)`, `date_diff(unit, a,
+/// `regexp_extract(s, pattern[, group])`, `regexp_replace(s, pattern[, r])`, `date_diff(unit, a,
 /// b)`, the parts of a time (`year(t)` to `second(t)`, `day_of_week`, `day_of_year`,
 /// `quarter`, `week`), `split(s, d)`, `json_array_length`, `json_array_get`, `json_parse` and
 /// `json_format` (JSON is text here), `if`, `date`, `last_day_of_month`, `at_timezone`,
@@ -209,10 +209,14 @@ pub(super) fn presto(function: &ast::Function) -> Option<Expr> {
         ) => format!("TRY_CAST({expr} AS {data_type})"),
         ("try", [x]) => format!("({x})"),
         ("format", [format, values @ ..]) => format_as_concat(&text_literal(format)?, values)?,
-        // Presto's two-argument form removes every match (PostgreSQL's and DuckDB's forms,
-        // with a replacement, change the first unless given 'g').
+        // Every match, as Athena, Trino and Spark replace them (and CloudTrail Lake, and
+        // Presto's two-argument form removes them); PostgreSQL's and DuckDB's change the first
+        // unless given 'g', which their four-argument form still says as written.
         ("regexp_replace", [text, pattern]) => {
             format!("regexp_replace({text}, {pattern}, '', 'g')")
+        }
+        ("regexp_replace", [text, pattern, replacement]) => {
+            format!("regexp_replace({text}, {pattern}, {replacement}, 'g')")
         }
         ("json_array_length", [json]) => format!("json_length({json})"),
         ("json_array_get", [json, index]) => format!("json_get_json({json}, {index})"),
