@@ -1762,6 +1762,12 @@ mod tests {
         (batches.into_iter().next().unwrap(), decoded)
     }
 
+    /// The texts of a text column with no NULL.
+    fn texts(batch: &RecordBatch, column: &str) -> Vec<String> {
+        let column = batch.column_by_name(column).unwrap().as_string::<i32>();
+        column.iter().map(|v| v.unwrap().to_string()).collect()
+    }
+
     fn unmapped(batch: &RecordBatch, row: usize) -> Option<String> {
         let col = batch
             .column_by_name(trailql_schema::UNMAPPED)
@@ -2040,14 +2046,10 @@ mod tests {
         let (batch, d) = decode(&text);
         assert_eq!(d.records, 3);
         assert!(d.record_errors.is_empty(), "{:?}", d.record_errors);
-        let user_agents: Vec<_> = batch
-            .column_by_name("userAgent")
-            .unwrap()
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.unwrap().to_string())
-            .collect();
-        assert_eq!(user_agents, ["x\u{FFFD}y", "\u{FFFD}", "\u{1F600} \\ud800"]);
+        assert_eq!(
+            texts(&batch, "userAgent"),
+            ["x\u{FFFD}y", "\u{FFFD}", "\u{1F600} \\ud800"]
+        );
         assert_eq!(
             unmapped(&batch, 0).as_deref(),
             Some(r#"{"userAgent":"x\ud800y"}"#)
@@ -2318,14 +2320,7 @@ mod tests {
             {"eventName":"D","eventID":"4"},
             {"Records":[{"Records":[{"eventName":"E","eventID":"5"}]}]}]"#;
         let (batch, d) = decode(text);
-        let names: Vec<_> = batch
-            .column_by_name("eventName")
-            .unwrap()
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.unwrap().to_string())
-            .collect();
-        assert_eq!(names, ["A", "B", "C", "D"]);
+        assert_eq!(texts(&batch, "eventName"), ["A", "B", "C", "D"]);
         assert_eq!(d.records, 4);
         // A wrapper in a wrapper in the array is no event: one error, E not read.
         assert!(
