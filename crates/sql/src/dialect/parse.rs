@@ -211,6 +211,9 @@ impl Dialect for TrailqlDialect {
             Token::Word(w) if w.keyword == Keyword::TRY_CAST => ast::CastKind::TryCast,
             _ => return None,
         };
+        if !casts_to_presto_type(parser) {
+            return None;
+        }
         match parser.maybe_parse(|p| {
             p.next_token();
             p.expect_token(&Token::LParen)?;
@@ -393,6 +396,34 @@ impl Dialect for TrailqlDialect {
     }
 }
 
+/// Whether the `CAST(` at the parser's cursor casts to `ARRAY(`, `ARRAY<`, `MAP(`, `ROW(` or
+/// `STRUCT(`, read from its tokens: the cast is parsed once more only then (a cast inside
+/// another would otherwise be parsed twice at each level).
+fn casts_to_presto_type(parser: &Parser) -> bool {
+    let mut depth = 0usize;
+    for n in 1.. {
+        match &parser.peek_nth_token_ref(n).token {
+            Token::EOF => return false,
+            Token::LParen => depth += 1,
+            Token::RParen if depth <= 1 => return false,
+            Token::RParen => depth -= 1,
+            Token::Word(w) if depth == 1 && w.keyword == Keyword::AS => {
+                let composite = matches!(&parser.peek_nth_token_ref(n + 1).token,
+                    Token::Word(t) if t.quote_style.is_none()
+                        && ["ARRAY", "MAP", "ROW", "STRUCT"]
+                            .contains(&t.value.to_ascii_uppercase().as_str()));
+                let open = matches!(
+                    parser.peek_nth_token_ref(n + 2).token,
+                    Token::LParen | Token::Lt
+                );
+                return composite && open;
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// A type as Presto writes it: `ARRAY(T)` (or `ARRAY<T>`), `MAP(K, V)`, `ROW(name T, ...)` (or
 /// `STRUCT(...)`), any of them inside another; other types as the parser reads them. With
 /// `composite`, a type that is none of those three is an error.
@@ -510,5 +541,14 @@ mod tests {
             "SELECT contains('10.0.0.0/8', '10.1.2.3')"
         );
         assert!(parsed("SELEC 1").is_err());
+        // Presto's types in casts, at any depth, and casts inside casts parsed once each (40
+        // levels would take 2^40 parses if each were tried twice).
+        assert_eq!(
+            parsed("SELECT CAST(CAST(j AS ARRAY(MAP(VARCHAR, JSON))) AS ARRAY(ROW(a BIGINT)))")
+                .unwrap(),
+            "SELECT CAST(CAST(j AS ARRAY<Map(VARCHAR, JSON)>) AS ARRAY<STRUCT(a BIGINT)>)"
+        );
+        let deep = (0..40).fold("x".to_string(), |e, _| format!("CAST({e} AS BIGINT)"));
+        assert!(parsed(&format!("SELECT {deep}")).is_ok());
     }
 }
