@@ -639,7 +639,10 @@ impl Rewrite<'_> {
         };
         // `LEFT JOIN UNNEST(list) AS t(x) ON TRUE` keeps a row whose list is empty or NULL,
         // with NULL for `x`: the list is then one NULL.
-        let on_true = |c: &JoinConstraint| matches!(c, JoinConstraint::On(Expr::Value(v)) if v.value == Value::Boolean(true));
+        let on_true = |c: &JoinConstraint| match c {
+            JoinConstraint::On(Expr::Value(v)) => v.value == Value::Boolean(true),
+            _ => false,
+        };
         let outer = match join_operator {
             JoinOperator::CrossJoin(JoinConstraint::None)
             | JoinOperator::Join(JoinConstraint::None) => false,
