@@ -478,6 +478,15 @@ fn query_errors_are_one_clear_line() {
             "nosuch",
         ),
         (vec!["query", "/no/such/path", "SELECT 1"], "/no/such/path"),
+        // A correlated reference DataFusion cannot plan: said in words, not as its plan node.
+        (
+            vec![
+                "query",
+                &data,
+                "SELECT count(*) FROM cloudtrail LEFT JOIN UNNEST(resources) AS t(r) ON r.type = 'x'",
+            ],
+            "LEFT JOIN UNNEST(list) AS t(x) ON TRUE",
+        ),
     ] {
         let run = trailql(&args);
         let err = stderr(&run);

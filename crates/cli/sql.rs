@@ -206,6 +206,15 @@ fn clean(e: datafusion::error::DataFusionError) -> anyhow::Error {
              sorts and aggregations spilled; raise it, or select fewer columns"
         );
     }
+    if first.contains("OuterReferenceColumn") {
+        // DataFusion's words name its plan's node and print the column's whole type.
+        return anyhow::anyhow!(
+            "a column of the table is used inside a join's UNNEST or a subquery in a way \
+             DataFusion cannot plan (a correlated reference); a list is unnested with CROSS \
+             JOIN UNNEST(list) AS t(x), LEFT JOIN UNNEST(list) AS t(x) ON TRUE, or SELECT \
+             unnest(list) AS x FROM cloudtrail"
+        );
+    }
     anyhow::anyhow!("{first}")
 }
 
@@ -394,7 +403,7 @@ fn run_interactive(
                 println!("{rows} rows{more}");
             }
         }
-        Err(e) => eprintln!("error: {}", e.find_root()),
+        Err(e) => eprintln!("error: {}", clean(e)),
     }
 }
 
