@@ -39,7 +39,8 @@
 //!   `cidr`) are text: a cast to one is its value, and `contains(range, ip)` and
 //!   `is_subnet_of(range, ip)` are `ip_in_cidr(ip, range)`.
 //! - **`TABLESAMPLE`** (`BERNOULLI (10)`, `SYSTEM (10)`, `(100 ROWS)`, `(BUCKET 1 OUT OF 10)`),
-//!   which DataFusion parses and then plans as the whole table, is a subquery that draws them.
+//!   which DataFusion parses and then plans as the whole table, is a subquery that draws them;
+//!   DuckDB's `USING SAMPLE 10%` is read as that (the [`parse`] module).
 //! - **Presto's casts of JSON to lists, maps and rows**, `CAST(j AS ARRAY(JSON))`,
 //!   `MAP(VARCHAR, VARCHAR)`, `ARRAY(ROW(key VARCHAR, value VARCHAR))` (parsed by the
 //!   [`parse`] module's dialect), are [`crate::json_cast`]'s `json_cast(j, 'ARRAY(JSON)')`.
@@ -1294,22 +1295,29 @@ fn table_sample(factor: &mut TableFactor) {
             _ => return,
         },
     };
-    let draw = match (&drawn.quantity, &drawn.bucket) {
+    // Rows drawn: that many, or a part of a whole.
+    let (rows, part, whole) = match (&drawn.quantity, &drawn.bucket) {
         (Some(q), _) if q.unit == Some(ast::TableSampleUnit::Rows) => {
-            format!("ORDER BY random() LIMIT {}", q.value)
+            (Some(q.value.to_string()), String::new(), String::new())
         }
-        (Some(q), _) => format!("WHERE random() < CAST({} AS DOUBLE) / 100", q.value),
-        (None, Some(b)) => format!(
-            "WHERE random() < CAST({} AS DOUBLE) / {}",
-            b.bucket, b.total
-        ),
+        (Some(q), _) => (None, q.value.to_string(), "100".to_string()),
+        (None, Some(b)) => (None, b.bucket.to_string(), b.total.to_string()),
         (None, None) => return,
     };
     let mut table = factor.clone();
     if let TableFactor::Table { alias, sample, .. } = &mut table {
         (*alias, *sample) = (None, None);
     }
-    let sql = format!("SELECT * FROM (SELECT * FROM {table} {draw}) {outer}");
+    let drawn = match rows {
+        // The order is a column of its own: a sort of rows without any column (`count(*)`
+        // over a raw archive) is an error in DataFusion's top-k.
+        Some(rows) => format!(
+            "SELECT * EXCLUDE (sample_order) FROM (SELECT *, random() AS sample_order \
+             FROM {table}) ORDER BY sample_order LIMIT {rows}"
+        ),
+        None => format!("SELECT * FROM {table} WHERE random() < CAST({part} AS DOUBLE) / {whole}"),
+    };
+    let sql = format!("SELECT * FROM ({drawn}) {outer}");
     if let Some(derived) = first_table_of(&sql) {
         *factor = derived;
     }

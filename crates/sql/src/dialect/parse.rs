@@ -3,6 +3,9 @@
 //! DataFusion plans but the PostgreSQL dialect does not parse, and Presto's and DuckDB's
 //! lambdas (`any_match(resources, r -> r.type = 'AWS::S3::Bucket')`) in the statements that
 //! pass one to a function that takes one. Elsewhere `x -> 'key'` is PostgreSQL's JSON operator.
+//! Presto's types in casts (`CAST(j AS ARRAY(JSON))`) are parsed too; a statement that does not
+//! parse is tried once more with Presto's address literals and DuckDB's `USING SAMPLE` written
+//! as PostgreSQL's dialect reads them.
 
 use std::any::TypeId;
 use std::ops::ControlFlow;
@@ -54,11 +57,22 @@ const HIGHER_ORDER: [&str; 18] = [
 pub(crate) fn parse_statement(state: &SessionState, text: &str) -> Result<Statement> {
     let statement = match parse_in(state, text, false) {
         Ok(statement) => statement,
-        // Presto's `IPPREFIX '10.0.0.0/8'`, which no dialect parses: addresses are text here.
-        Err(error) => match without_ip_literal_types(text) {
-            Some(text) => return parse_statement(state, &text).map_err(|_| error),
-            None => return Err(error),
-        },
+        // What PostgreSQL's dialect does not parse, written as what it does: Presto's
+        // `IPPREFIX '10.0.0.0/8'` (addresses are text here), DuckDB's `USING SAMPLE`.
+        Err(error) => {
+            for rewritten in [
+                without_ip_literal_types(text),
+                with_sample_as_tablesample(text),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Ok(statement) = parse_statement(state, &rewritten) {
+                    return Ok(statement);
+                }
+            }
+            return Err(error);
+        }
     };
     if statement_passes_lambdas(&statement) {
         return parse_in(state, text, true);
@@ -94,6 +108,89 @@ fn without_ip_literal_types(text: &str) -> Option<String> {
         }
     }
     found.then_some(out)
+}
+
+/// `text` with DuckDB's `USING SAMPLE 10%` (or `10 PERCENT`, `100 ROWS`, a method in
+/// parentheses after it, or `bernoulli(10%)`), which ends a `SELECT`'s body and samples what its
+/// `FROM` reads, as `TABLESAMPLE` of that `FROM`'s table (see the rewrite of `TABLESAMPLE`);
+/// `None` when it has none, or its `FROM` joins tables. A seed is not kept, as there.
+fn with_sample_as_tablesample(text: &str) -> Option<String> {
+    let dialect = TrailqlDialect::default();
+    let tokens = datafusion::sql::sqlparser::tokenizer::Tokenizer::new(&dialect, text)
+        .tokenize()
+        .ok()?;
+    let word = |i: usize, w: &str| matches!(tokens.get(i), Some(Token::Word(t)) if t.quote_style.is_none() && t.value.eq_ignore_ascii_case(w));
+    let next = |mut i: usize| {
+        i += 1;
+        while matches!(tokens.get(i), Some(Token::Whitespace(_))) {
+            i += 1;
+        }
+        i
+    };
+    // Each token's depth in parentheses.
+    let mut depths = Vec::with_capacity(tokens.len());
+    let mut depth = 0usize;
+    for token in &tokens {
+        if matches!(token, Token::RParen) {
+            depth = depth.saturating_sub(1);
+        }
+        depths.push(depth);
+        if matches!(token, Token::LParen) {
+            depth += 1;
+        }
+    }
+    let using = (0..tokens.len()).find(|&i| word(i, "USING") && word(next(i), "SAMPLE"))?;
+    let level = depths[using];
+    // The quantity: `10%`, `10 PERCENT`, `10 ROWS`, or `method(...)` around them.
+    let mut at = next(next(using));
+    let method_first = ["bernoulli", "system", "reservoir"]
+        .iter()
+        .any(|m| word(at, m))
+        && matches!(tokens.get(next(at)), Some(Token::LParen));
+    if method_first {
+        at = next(next(at));
+    }
+    let Some(Token::Number(quantity, _)) = tokens.get(at) else {
+        return None;
+    };
+    at = next(at);
+    let rows = word(at, "ROWS");
+    if rows || word(at, "PERCENT") || matches!(tokens.get(at), Some(Token::Mod)) {
+        at = next(at);
+    }
+    if method_first {
+        matches!(tokens.get(at), Some(Token::RParen)).then_some(())?;
+        at = next(at);
+    } else if matches!(tokens.get(at), Some(Token::LParen)) {
+        // `(bernoulli)`, `(reservoir, 42)`: to its closing parenthesis.
+        at = (at..tokens.len()).find(|&i| matches!(tokens[i], Token::RParen))? + 1;
+    }
+    // The `FROM` of the same `SELECT`, and the end of its one table.
+    let from = (0..using)
+        .rev()
+        .find(|&i| depths[i] == level && word(i, "FROM"))?;
+    let ends = ["WHERE", "GROUP", "HAVING", "QUALIFY", "WINDOW"];
+    let end = (from + 1..using)
+        .find(|&i| depths[i] == level && ends.iter().any(|w| word(i, w)))
+        .unwrap_or(using);
+    let joins = (from + 1..end)
+        .any(|i| depths[i] == level && (matches!(tokens[i], Token::Comma) || word(i, "JOIN")));
+    if joins {
+        return None;
+    }
+    let sample = match rows {
+        true => format!(" TABLESAMPLE ({quantity} ROWS) "),
+        false => format!(" TABLESAMPLE BERNOULLI ({quantity}) "),
+    };
+    let text_of = |range: std::ops::Range<usize>| -> String {
+        tokens[range].iter().map(ToString::to_string).collect()
+    };
+    Some(format!(
+        "{}{sample}{}{}",
+        text_of(0..end),
+        text_of(end..using),
+        text_of(at.min(tokens.len())..tokens.len())
+    ))
 }
 
 fn parse_in(state: &SessionState, text: &str, lambdas: bool) -> Result<Statement> {
@@ -550,5 +647,23 @@ mod tests {
         );
         let deep = (0..40).fold("x".to_string(), |e, _| format!("CAST({e} AS BIGINT)"));
         assert!(parsed(&format!("SELECT {deep}")).is_ok());
+        // DuckDB's USING SAMPLE, at the end of a SELECT's body, samples its FROM's table.
+        for (duckdb, tablesample) in [
+            (
+                "SELECT count(*) FROM t WHERE a > 1 USING SAMPLE 10% ORDER BY 1",
+                "SELECT count(*) FROM t TABLESAMPLE BERNOULLI (10) WHERE a > 1 ORDER BY 1",
+            ),
+            (
+                "SELECT * FROM t AS x USING SAMPLE 5 PERCENT (bernoulli, 42)",
+                "SELECT * FROM t AS x TABLESAMPLE BERNOULLI (5)",
+            ),
+            (
+                "SELECT * FROM (SELECT * FROM t USING SAMPLE reservoir(20 ROWS)) s",
+                "SELECT * FROM (SELECT * FROM t TABLESAMPLE (20 ROWS)) s",
+            ),
+        ] {
+            assert_eq!(parsed(duckdb).unwrap(), tablesample, "{duckdb}");
+        }
+        assert!(parsed("SELECT * FROM t JOIN u ON t.a = u.a USING SAMPLE 10%").is_err());
     }
 }
