@@ -299,7 +299,7 @@ impl Decoder {
             done => return done,
         };
         let not_utf8 = std::str::from_utf8(src).err();
-        let surrogates = has_lone_surrogate(src);
+        let surrogates = lone_surrogates(src).next().is_some();
         if not_utf8.is_none() && !surrogates {
             return Err(failed);
         }
@@ -517,10 +517,6 @@ fn lone_surrogates(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
         }
         None
     })
-}
-
-fn has_lone_surrogate(text: &[u8]) -> bool {
-    lone_surrogates(text).next().is_some()
 }
 
 /// Write each lone surrogate's escape in `text` as `\uFFFD` (as long: offsets stay).
