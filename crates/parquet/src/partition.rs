@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray, MutableArrayData, RecordBatch, UInt32Array, make_array};
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::TimestampMicrosecondType;
 
@@ -207,38 +207,12 @@ pub(crate) fn split(
                 parts.push((partition.clone(), batch.slice(start, len), charge));
             }
         } else {
-            let part = if runs.len() <= MAX_SLICES {
-                copy_runs(batch, &runs)?
-            } else {
-                take_record_batch(batch, &UInt32Array::from(rows))?
-            };
+            let part = take_record_batch(batch, &UInt32Array::from(rows))?;
             let bytes = part.get_array_memory_size();
             parts.push((partition, part, bytes));
         }
     }
     Ok(parts)
-}
-
-/// The rows of `runs` copied into a batch of their own, a run at a time: a run's text is one
-/// copy of its bytes (`take` copied row by row, and cost twice the instructions).
-fn copy_runs(
-    batch: &RecordBatch,
-    runs: &[(usize, usize)],
-) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let rows = runs.iter().map(|&(_, len)| len).sum();
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|column| {
-            let data = column.to_data();
-            let mut copy = MutableArrayData::new(vec![&data], false, rows);
-            for &(start, len) in runs {
-                copy.try_extend(0, start, start + len)?;
-            }
-            Ok(make_array(copy.freeze()))
-        })
-        .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
-    RecordBatch::try_new(batch.schema(), columns)
 }
 
 /// Ascending `rows` as runs of consecutive rows, `(first, length)`.
