@@ -64,6 +64,79 @@ fn awslogs_layout_skips_digests_and_other_services_without_error() {
 }
 
 #[test]
+fn zip_and_tar_archives_are_read_member_by_member_as_their_files_would_be() {
+    // An AWSLogs tree as an incident responder receives it: zipped, or tarred and gzipped
+    // (by Python's zipfile and tarfile, as other tools make them), with a read-me beside the
+    // logs, one trail file cut off mid-record and an older zip inside.
+    let root = tempfile::tempdir().unwrap();
+    let tree = root.path().join("tree");
+    build_awslogs(&tree);
+    std::fs::write(tree.join("README.txt"), "copied from the customer's bucket").unwrap();
+    let day = "AWSLogs/123456789012/CloudTrail/us-east-1/2023/07/10";
+    std::fs::write(
+        tree.join(day).join("broken.json"),
+        br#"{"Records":[{"eventName":"#,
+    )
+    .unwrap();
+    let (zip, tgz) = (
+        root.path().join("evidence.zip"),
+        root.path().join("evidence.tar.gz"),
+    );
+    python_using(
+        &[],
+        &format!(
+            r#"
+import os, tarfile, zipfile
+tree = {tree:?}
+with zipfile.ZipFile(os.path.join(tree, "older.zip"), "w") as z:
+    z.writestr("AWSLogs/old.json", '{{"Records":[]}}')
+with zipfile.ZipFile({zip:?}, "w", zipfile.ZIP_DEFLATED) as z:
+    for folder, _, names in sorted(os.walk(tree)):
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            z.write(path, os.path.relpath(path, tree))
+with tarfile.open({tgz:?}, "w:gz") as t:
+    t.add(tree, arcname=".")
+"#
+        ),
+    );
+    let want = by_event_id(real_events());
+    for archive in [&zip, &tgz] {
+        let (run, dataset) = convert(&[archive], &[]);
+        let err = stderr(&run);
+        // The cut-off member and the zip inside are skipped and named, inside their archive;
+        // the digest, the other service's logs and the read-me are passed over as in a folder.
+        assert_eq!(run.status.code(), Some(1), "{err}");
+        let broken = format!("{}!/{day}/broken.json: invalid JSON", archive.display());
+        let nested = format!("{}!/older.zip: a zip archive", archive.display());
+        assert!(
+            err.contains(&broken) && err.contains(&nested),
+            "{broken}, {nested} not in: {err}"
+        );
+        assert_eq!(err.lines().count(), 2, "two errors only: {err}");
+        assert_eq!(
+            by_event_id(export(dataset.path())),
+            want,
+            "{}",
+            archive.display()
+        );
+    }
+    // A raw query reads the archive with the same reader.
+    let out = trailql(&[
+        "query",
+        &zip.display().to_string(),
+        "--",
+        "SELECT count(*) AS n FROM cloudtrail",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&real_events().len().to_string()),
+        "{text} {}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn edge_cases_survive_exactly() {
     let src = fixture("edge-cases.json");
     let (run, dataset) = convert(&[&src], &["--partition-by", "none"]);
@@ -193,7 +266,8 @@ fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
         [&[0xFF, 0xFE][..], &utf16].concat(),
     )
     .unwrap();
-    // Not opened, but named: a zip of trail files.
+    // Not opened, but named: bzip2. A zip cut off before its directory: named as damaged.
+    std::fs::write(dir.path().join("trail-logs.json.bz2"), b"BZh91AY&SY").unwrap();
     std::fs::write(dir.path().join("trail-logs.zip"), b"PK\x03\x04 a zip").unwrap();
 
     let (run, dataset) = convert(&[dir.path()], &[]);
@@ -213,7 +287,8 @@ fn bad_inputs_are_named_skipped_and_never_stop_the_run() {
         "lines.jsonl",
         "junk-after.json.gz",
         "huge-number.json record 1",
-        "trail-logs.zip: a zip archive",
+        "trail-logs.json.bz2: a bzip2 archive",
+        "trail-logs.zip: corrupt or truncated zip data",
     ] {
         assert!(err.contains(name), "{name} not named in: {err}");
     }

@@ -133,6 +133,9 @@ pub fn python_using(packages: &[&str], script: &str) -> String {
 /// Install `packages` with pip unless they import already.
 fn ensure_python_packages(packages: &[&str]) {
     static INSTALL: Mutex<()> = Mutex::new(());
+    if packages.is_empty() {
+        return;
+    }
     let _one_at_a_time = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let probe = format!("import {}", packages.join(", "));
     let ok = Command::new("python3")

@@ -61,7 +61,8 @@ pub struct Args {
     #[arg(long, default_value_t = 8192)]
     batch_size: usize,
 
-    /// Largest inflated input file accepted, in MiB (guards against gzip bombs).
+    /// Largest inflated input file (or archive member) accepted, in MiB (guards against gzip
+    /// bombs).
     #[arg(long, default_value_t = 2048, value_name = "MIB")]
     max_file_size: usize,
 

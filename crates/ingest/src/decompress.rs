@@ -64,6 +64,89 @@ pub fn archive_format(data: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Whether trailql reads the members of an archive of this format (of [`archive_format`]'s).
+pub fn opens_archive(format: &str) -> bool {
+    matches!(format, "zip" | "tar")
+}
+
+/// Why one member of an archive could not be read.
+#[derive(Debug)]
+pub enum MemberError {
+    /// It holds more than the limit.
+    TooLarge,
+    /// Corrupt, encrypted, compressed in a way not read, or cut off.
+    Unreadable(String),
+}
+
+/// Hand every regular file of the zip or tar `data` to `each`, in the archive's order, with
+/// its path in the archive: a zip member inflated into `buf` (deflate or stored, its checksum
+/// checked, at most `limit` bytes), a tar member as a slice of `data`. A member that cannot be
+/// read is handed over as the reason, and the next one is read. An archive whose listing cannot
+/// be read (a zip without its central directory, a damaged tar header) is an error, after the
+/// members before the damage were handed over.
+pub fn for_each_member(
+    format: &str,
+    data: &[u8],
+    limit: usize,
+    buf: &mut Vec<u8>,
+    mut each: impl FnMut(&str, Result<&[u8], MemberError>),
+) -> Result<(), String> {
+    if format == "zip" {
+        let mut zip =
+            zip::ZipArchive::new(std::io::Cursor::new(data)).map_err(|e| e.to_string())?;
+        for i in 0..zip.len() {
+            let name = zip
+                .name_for_index(i)
+                .and_then(Result::ok)
+                .map_or_else(|| format!("#{}", i + 1), |n| n.into_owned());
+            let mut file = match zip.by_index(i) {
+                Ok(file) => file,
+                Err(e) => {
+                    each(&name, Err(MemberError::Unreadable(e.to_string())));
+                    continue;
+                }
+            };
+            if !file.is_file() {
+                continue;
+            }
+            buf.clear();
+            let read = (&mut file).take(limit as u64 + 1).read_to_end(buf);
+            drop(file);
+            match read {
+                Err(e) => each(&name, Err(MemberError::Unreadable(e.to_string()))),
+                Ok(_) if buf.len() > limit => each(&name, Err(MemberError::TooLarge)),
+                Ok(_) => each(&name, Ok(buf)),
+            }
+        }
+        return Ok(());
+    }
+    let mut tar = tar::Archive::new(std::io::Cursor::new(data));
+    for entry in tar.entries_with_seek().map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        if !matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
+            continue;
+        }
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        // `tar -C dir .` names every member `./...`.
+        let name = path.trim_start_matches("./");
+        let start = usize::try_from(entry.raw_file_position()).unwrap_or(usize::MAX);
+        let end = start.saturating_add(usize::try_from(entry.size()).unwrap_or(usize::MAX));
+        if end - start > limit {
+            each(name, Err(MemberError::TooLarge));
+        } else if let Some(member) = data.get(start..end) {
+            each(name, Ok(member));
+        } else {
+            let reason = "cut off: the archive ends inside it".to_string();
+            each(name, Err(MemberError::Unreadable(reason)));
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Decompress the zstd frames of `data` into `out` (cleared first), up to `limit` bytes.
 pub fn unzstd(data: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
     use std::io::Read;
@@ -392,5 +475,100 @@ mod tests {
             }
             other => panic!("expected corrupt, got {other:?}"),
         }
+    }
+
+    /// The members `for_each_member` hands over: name and text, or the error's words.
+    fn members(
+        format: &str,
+        data: &[u8],
+        limit: usize,
+    ) -> (Vec<(String, String)>, Result<(), String>) {
+        let mut seen = Vec::new();
+        let listed = for_each_member(format, data, limit, &mut Vec::new(), |name, read| {
+            let what = match read {
+                Ok(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                Err(MemberError::TooLarge) => "too large".into(),
+                Err(MemberError::Unreadable(reason)) => format!("unreadable: {reason}"),
+            };
+            seen.push((name.to_string(), what));
+        });
+        (seen, listed)
+    }
+
+    fn zip_of(members: &[(&str, &[u8], zip::CompressionMethod)]) -> Vec<u8> {
+        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        out.add_directory("logs/", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        for &(name, data, method) in members {
+            let options = zip::write::SimpleFileOptions::default().compression_method(method);
+            out.start_file(name, options).unwrap();
+            out.write_all(data).unwrap();
+        }
+        out.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn zip_members_are_read_stored_or_deflated_and_a_damaged_one_does_not_stop_the_rest() {
+        use zip::CompressionMethod::{Deflated, Stored};
+        let data = zip_of(&[
+            ("logs/a.json", b"{\"Records\":[]}", Deflated),
+            ("logs/b.json", b"BBBBBBBBBBBBBBBBBBBBBBBB", Stored),
+            ("logs/c.json", b"{}", Deflated),
+        ]);
+        let (seen, listed) = members("zip", &data, 1 << 20);
+        assert_eq!(listed, Ok(()));
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["logs/a.json", "logs/b.json", "logs/c.json"],
+            "no directory"
+        );
+        assert_eq!(seen[0].1, "{\"Records\":[]}");
+        assert_eq!(seen[1].1, "BBBBBBBBBBBBBBBBBBBBBBBB");
+        // One byte of the stored member changed: its checksum fails, the next is read.
+        let mut damaged = data.clone();
+        let at = damaged.windows(4).position(|w| w == b"BBBB").unwrap();
+        damaged[at] = b'X';
+        let (seen, listed) = members("zip", &damaged, 1 << 20);
+        assert_eq!(listed, Ok(()));
+        assert!(
+            seen[1].1.starts_with("unreadable: ") && seen[1].1.contains("checksum"),
+            "{seen:?}"
+        );
+        assert_eq!(seen[2], ("logs/c.json".to_string(), "{}".to_string()));
+        // A member above the limit is named, not read.
+        let (seen, _) = members("zip", &data, 20);
+        assert_eq!(seen[1].1, "too large");
+        assert_eq!(seen[0].1, "{\"Records\":[]}");
+        // Cut before its central directory: an error, nothing handed over.
+        let (seen, listed) = members("zip", &data[..data.len() / 2], 1 << 20);
+        assert!(seen.is_empty() && listed.is_err(), "{seen:?} {listed:?}");
+    }
+
+    #[test]
+    fn tar_members_are_slices_named_without_a_leading_dot_and_a_cut_off_one_ends_the_listing() {
+        let mut out = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            ("./logs/a.json", &b"AAAA"[..]),
+            ("./logs/b.json", &[b'B'; 2000][..]),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            out.append_data(&mut header, name, data).unwrap();
+        }
+        let data = out.into_inner().unwrap();
+        assert_eq!(archive_format(&data), Some("tar"));
+        let (seen, listed) = members("tar", &data, 1 << 20);
+        assert_eq!(listed, Ok(()));
+        assert_eq!(seen[0], ("logs/a.json".to_string(), "AAAA".to_string()));
+        assert_eq!(seen[1].1.len(), 2000);
+        // Cut inside the second member: the first is read, the second named as cut off.
+        let (seen, listed) = members("tar", &data[..512 * 3 + 100], 1 << 20);
+        assert_eq!(listed, Ok(()));
+        assert_eq!(seen[0].1, "AAAA");
+        assert_eq!(seen[1].0, "logs/b.json");
+        assert!(seen[1].1.contains("cut off"), "{seen:?}");
     }
 }

@@ -32,9 +32,10 @@ pub enum IngestError {
         offset: usize,
         reason: String,
     },
-    /// An archive or compression trailql does not open (zip, bzip2, xz, 7z, tar).
+    /// An archive or compression trailql does not open (bzip2, xz, 7z; a zip or tar inside
+    /// another archive).
     #[error(
-        "{file}: a {format} archive, which trailql does not open: unpack it first (trailql reads JSON as it is, or compressed with gzip or zstd)"
+        "{file}: a {format} archive, which trailql does not open: unpack it first (trailql reads JSON as it is, compressed with gzip or zstd, and in zip and tar archives, not nested ones)"
     )]
     Archive { file: String, format: &'static str },
     /// A bug met while decoding the file: reported, and the run goes on.

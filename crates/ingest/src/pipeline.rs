@@ -15,7 +15,11 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::decode::{
     BatchBuilder, Decoded, Decoder, documents, event_spans, looks_like_json_lines,
 };
-use crate::decompress::{InflateError, Inflater, archive_format, is_gzip, is_zstd, unzstd};
+use crate::decompress::{
+    InflateError, Inflater, MemberError, archive_format, for_each_member, is_gzip, is_zstd,
+    opens_archive, unzstd,
+};
+use crate::source::{FileKind, classify};
 use crate::{IngestError, InputFile};
 
 /// Settings of a run.
@@ -229,77 +233,139 @@ fn read_file(
         }
     };
     report.bytes_read = data.len() as u64;
-    // The damage of compressed data (its format and what is wrong): what came before it is read.
-    let mut damage = None;
-    let compressed = if is_gzip(data) {
-        Some((
-            "gzip",
-            inflater.gunzip(data, inflated, options.max_file_size),
-        ))
-    } else if is_zstd(data) {
-        Some(("zstd", unzstd(data, inflated, options.max_file_size)))
-    } else {
-        None
+    let mut reader = Reader {
+        tx,
+        decoder,
+        inflater,
+        builder,
+        options,
+        report: &mut report,
     };
-    let text: &[u8] = if let Some((format, inflating)) = compressed {
-        match inflating {
-            Ok(()) => inflated,
-            Err(InflateError::TooLarge) => {
-                report.errors.push(IngestError::TooLarge {
-                    file: name,
-                    limit: options.max_file_size,
-                });
-                return report;
-            }
-            Err(InflateError::Corrupt { reason, prefix }) => {
+    reader.document(&name, data, inflated, false);
+    report
+}
+
+/// What reading one fetched file uses, and the report it fills.
+struct Reader<'a> {
+    tx: &'a mpsc::Sender<Message>,
+    decoder: &'a mut Decoder,
+    inflater: &'a mut Inflater,
+    builder: &'a mut BatchBuilder,
+    options: &'a IngestOptions,
+    report: &'a mut FileReport,
+}
+
+impl Reader<'_> {
+    /// Inflate `data` (into `inflated`) if it is compressed, and decode it: the file itself, or
+    /// a member of the zip or tar archive it is (`in_archive`), named `name`.
+    fn document(&mut self, name: &str, data: &[u8], inflated: &mut Vec<u8>, in_archive: bool) {
+        let limit = self.options.max_file_size;
+        let too_large = || IngestError::TooLarge {
+            file: name.to_string(),
+            limit,
+        };
+        // The damage of compressed data (its format and what is wrong): what came before it
+        // is read.
+        let mut damage = None;
+        let compressed = if is_gzip(data) {
+            Some(("gzip", self.inflater.gunzip(data, inflated, limit)))
+        } else if is_zstd(data) {
+            Some(("zstd", unzstd(data, inflated, limit)))
+        } else {
+            None
+        };
+        let text: &[u8] = match compressed {
+            Some((_, Ok(()))) => inflated,
+            Some((_, Err(InflateError::TooLarge))) => return self.report.errors.push(too_large()),
+            Some((format, Err(InflateError::Corrupt { reason, prefix }))) => {
                 damage = Some((format, reason));
                 *inflated = prefix;
                 inflated
             }
+            None if data.len() > limit => return self.report.errors.push(too_large()),
+            None => data,
+        };
+        if let Some(format) = archive_format(text) {
+            if opens_archive(format) && !in_archive && damage.is_none() {
+                return self.archive(format, name, text);
+            }
+            // Archives in archives, and a damaged archive's remains, are named, never passed
+            // over in silence.
+            let file = name.to_string();
+            return self
+                .report
+                .errors
+                .push(IngestError::Archive { file, format });
         }
-    } else if data.len() > options.max_file_size {
-        report.errors.push(IngestError::TooLarge {
-            file: name,
-            limit: options.max_file_size,
-        });
-        return report;
-    } else {
-        data
-    };
-    report.bytes_inflated = text.len() as u64;
-    if let Some(format) = archive_format(text) {
-        // A zip of trail files, or a tar inside gzip: named, never passed over in silence.
-        report
-            .errors
-            .push(IngestError::Archive { file: name, format });
-        return report;
-    }
-    let decoded = if text.len() > SPLIT_ABOVE && damage.is_none() {
-        decode_split(&name, text, tx, decoder, builder, options)
-    } else {
-        decoder.decode_file(&name, text, builder)
-    };
-    match decoded {
-        Ok(d) => {
-            report.records = d.records;
-            report.errors = d.record_errors;
+        self.report.bytes_inflated += text.len() as u64;
+        let decoded = if text.len() > SPLIT_ABOVE && damage.is_none() {
+            decode_split(
+                name,
+                text,
+                self.tx,
+                self.decoder,
+                self.builder,
+                self.options,
+            )
+        } else {
+            self.decoder.decode_file(name, text, self.builder)
+        };
+        let mut errors = Vec::new();
+        let mut records = 0;
+        match decoded {
+            Ok(d) => {
+                records = d.records;
+                errors = d.record_errors;
+            }
+            Err(e) if damage.is_none() => errors.push(e),
+            Err(_) => {}
         }
-        Err(e) if damage.is_none() => report.errors.push(e),
-        Err(_) => {}
+        if let Some((format, reason)) = damage {
+            // The JSON error of the cut-off tail says nothing new: the damage replaces it.
+            errors.retain(|e| !matches!(e, IngestError::InvalidJson { record: None, .. }));
+            errors.push(IngestError::Compressed {
+                file: name.to_string(),
+                format,
+                reason,
+                salvaged: records,
+            });
+        }
+        self.report.records += records;
+        self.report.errors.extend(errors);
     }
-    if let Some((format, reason)) = damage {
-        // The JSON error of the cut-off tail says nothing new: the damage replaces it.
-        report
-            .errors
-            .retain(|e| !matches!(e, IngestError::InvalidJson { record: None, .. }));
-        report.errors.push(IngestError::Compressed {
-            file: name,
-            format,
-            reason,
-            salvaged: report.records,
+
+    /// Read the trail files of a zip or tar archive, each as a file of its own named
+    /// `archive!/member` in errors; other members (digests, read-me files) are passed over, as
+    /// they are in a folder.
+    fn archive(&mut self, format: &'static str, name: &str, text: &[u8]) {
+        let limit = self.options.max_file_size;
+        let (mut member_bytes, mut inflated) = (Vec::new(), Vec::new());
+        let listed = for_each_member(format, text, limit, &mut member_bytes, |member, read| {
+            if classify(member) != FileKind::Events {
+                return;
+            }
+            let file = format!("{name}!/{member}");
+            match read {
+                Ok(data) => self.document(&file, data, &mut inflated, true),
+                Err(MemberError::TooLarge) => {
+                    self.report
+                        .errors
+                        .push(IngestError::TooLarge { file, limit });
+                }
+                Err(MemberError::Unreadable(reason)) => {
+                    self.report.errors.push(IngestError::Read { file, reason });
+                }
+            }
         });
+        if let Err(reason) = listed {
+            self.report.errors.push(IngestError::Compressed {
+                file: name.to_string(),
+                format,
+                reason,
+                salvaged: self.report.records,
+            });
+        }
     }
-    report
 }
 
 /// Decode a large file as runs decoded in parallel, twice as many at once as there are threads,

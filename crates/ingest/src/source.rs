@@ -28,7 +28,7 @@ pub struct StoreOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     /// CloudTrail events (management, data, Insights, network activity, or unknown layout),
-    /// and archives (zip, tar...), read far enough to be named in an error.
+    /// and archives (zip and tar are opened; bzip2, xz, 7z are named in an error).
     Events,
     /// A `CloudTrail-Digest` integrity file: not events.
     Digest,
@@ -302,8 +302,8 @@ pub fn classify(path: &str) -> FileKind {
         .strip_suffix(".gz")
         .or_else(|| name.strip_suffix(".zst"));
     let name = stem.unwrap_or(&name);
-    // Archives are read far enough to be named in an error (trailql does not open them): a zip
-    // of trail files is data, not to be passed over in silence.
+    // Archives are data: zip and tar (gzipped or not) are opened, the others read far enough
+    // to be named in an error, never passed over in silence.
     let archive = [".zip", ".bz2", ".xz", ".7z", ".tar", ".tgz"]
         .iter()
         .any(|e| name.ends_with(e));
