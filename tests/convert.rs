@@ -121,6 +121,22 @@ with tarfile.open({tgz:?}, "w:gz") as t:
             archive.display()
         );
     }
+    // A tar.gz cut off two thirds in: the members before the damage are kept, the damage named.
+    let whole = std::fs::read(&tgz).unwrap();
+    let cut = root.path().join("cut.tar.gz");
+    std::fs::write(&cut, &whole[..whole.len() * 2 / 3]).unwrap();
+    let (run, dataset) = convert(&[&cut], &[]);
+    let err = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cut.tar.gz: corrupt or truncated gzip data") && !err.contains("panicked"),
+        "{err}"
+    );
+    let kept = export(dataset.path()).len();
+    assert!(
+        kept > 0 && kept < real_events().len(),
+        "{kept} events kept: {err}"
+    );
     // A raw query reads the archive with the same reader.
     let out = trailql(&[
         "query",

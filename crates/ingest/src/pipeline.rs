@@ -286,11 +286,21 @@ impl Reader<'_> {
             None => data,
         };
         if let Some(format) = archive_format(text) {
-            if opens_archive(format) && !in_archive && damage.is_none() {
-                return self.archive(format, name, text);
+            if opens_archive(format) && !in_archive {
+                // A tar.gz cut off: the members before the damage are read.
+                let before = self.report.records;
+                self.archive(format, name, text);
+                if let Some((format, reason)) = damage {
+                    self.report.errors.push(IngestError::Compressed {
+                        file: name.to_string(),
+                        format,
+                        reason,
+                        salvaged: self.report.records - before,
+                    });
+                }
+                return;
             }
-            // Archives in archives, and a damaged archive's remains, are named, never passed
-            // over in silence.
+            // Archives in archives are named, never passed over in silence.
             let file = name.to_string();
             return self
                 .report
