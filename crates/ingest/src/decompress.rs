@@ -1,4 +1,5 @@
-//! Inflate gzip (every member of a multi-member file) with libdeflate; pass plain JSON through.
+//! Inflate gzip (every member of a multi-member file) with libdeflate, and zstd; hand over the
+//! files inside zip and tar archives one by one; pass plain JSON through.
 //!
 //! libdeflate inflates a whole member in one call at several GB/s, but needs the output size up
 //! front and, in its plain API, silently stops after the first member. We call its `_ex` API,
@@ -78,8 +79,8 @@ pub enum MemberError {
     Unreadable(String),
 }
 
-/// Hand every regular file of the zip or tar `data` to `each`, in the archive's order, with
-/// its path in the archive: a zip member inflated into `buf` (deflate or stored, its checksum
+/// Hand every regular file of the zip or tar `data` whose path in the archive is `wanted` to
+/// `each`, in the archive's order, with that path: a zip member inflated into `buf` (deflate or stored, its checksum
 /// checked, at most `limit` bytes), a tar member as a slice of `data`. A member that cannot be
 /// read is handed over as the reason, and the next one is read. An archive whose listing cannot
 /// be read (a zip without its central directory, a damaged tar header) is an error, after the
@@ -89,6 +90,7 @@ pub fn for_each_member(
     data: &[u8],
     limit: usize,
     buf: &mut Vec<u8>,
+    wanted: impl Fn(&str) -> bool,
     mut each: impl FnMut(&str, Result<&[u8], MemberError>),
 ) -> Result<(), String> {
     if format == "zip" {
@@ -99,6 +101,9 @@ pub fn for_each_member(
                 .name_for_index(i)
                 .and_then(Result::ok)
                 .map_or_else(|| format!("#{}", i + 1), |n| n.into_owned());
+            if !wanted(&name) {
+                continue; // not inflated either
+            }
             let mut file = match zip.by_index(i) {
                 Ok(file) => file,
                 Err(e) => {
@@ -132,6 +137,9 @@ pub fn for_each_member(
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         // `tar -C dir .` names every member `./...`.
         let name = path.trim_start_matches("./");
+        if !wanted(name) {
+            continue;
+        }
         let start = usize::try_from(entry.raw_file_position()).unwrap_or(usize::MAX);
         let end = start.saturating_add(usize::try_from(entry.size()).unwrap_or(usize::MAX));
         if end - start > limit {
@@ -477,21 +485,30 @@ mod tests {
         }
     }
 
-    /// The members `for_each_member` hands over: name and text, or the error's words.
+    /// The members `for_each_member` hands over, but for `.txt` ones: name and text, or the
+    /// error's words.
     fn members(
         format: &str,
         data: &[u8],
         limit: usize,
     ) -> (Vec<(String, String)>, Result<(), String>) {
         let mut seen = Vec::new();
-        let listed = for_each_member(format, data, limit, &mut Vec::new(), |name, read| {
-            let what = match read {
-                Ok(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                Err(MemberError::TooLarge) => "too large".into(),
-                Err(MemberError::Unreadable(reason)) => format!("unreadable: {reason}"),
-            };
-            seen.push((name.to_string(), what));
-        });
+        let wanted = |name: &str| !name.ends_with(".txt");
+        let listed = for_each_member(
+            format,
+            data,
+            limit,
+            &mut Vec::new(),
+            wanted,
+            |name, read| {
+                let what = match read {
+                    Ok(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                    Err(MemberError::TooLarge) => "too large".into(),
+                    Err(MemberError::Unreadable(reason)) => format!("unreadable: {reason}"),
+                };
+                seen.push((name.to_string(), what));
+            },
+        );
         (seen, listed)
     }
 
@@ -514,6 +531,7 @@ mod tests {
             ("logs/a.json", b"{\"Records\":[]}", Deflated),
             ("logs/b.json", b"BBBBBBBBBBBBBBBBBBBBBBBB", Stored),
             ("logs/c.json", b"{}", Deflated),
+            ("logs/read-me.txt", b"not wanted", Deflated),
         ]);
         let (seen, listed) = members("zip", &data, 1 << 20);
         assert_eq!(listed, Ok(()));
@@ -551,6 +569,7 @@ mod tests {
         for (name, data) in [
             ("./logs/a.json", &b"AAAA"[..]),
             ("./logs/b.json", &[b'B'; 2000][..]),
+            ("./logs/notes.txt", &b"not wanted"[..]),
         ] {
             let mut header = tar::Header::new_gnu();
             header.set_size(data.len() as u64);
@@ -562,6 +581,7 @@ mod tests {
         assert_eq!(archive_format(&data), Some("tar"));
         let (seen, listed) = members("tar", &data, 1 << 20);
         assert_eq!(listed, Ok(()));
+        assert_eq!(seen.len(), 2, "nothing unwanted");
         assert_eq!(seen[0], ("logs/a.json".to_string(), "AAAA".to_string()));
         assert_eq!(seen[1].1.len(), 2000);
         // Cut inside the second member: the first is read, the second named as cut off.

@@ -2,8 +2,8 @@
 //!
 //! The one decoder of trailql, shared by conversion and by SQL over raw archives:
 //! [`source`] finds files (local or object store, the `AWSLogs/` layout), [`decompress`]
-//! inflates them, [`decode`] turns JSON into batches through simd-json, and [`pipeline`] runs
-//! all three in parallel with bounded memory.
+//! inflates them and opens zip and tar archives, [`decode`] turns JSON into batches through
+//! simd-json, and [`pipeline`] runs all three in parallel with bounded memory.
 
 pub mod decode;
 pub mod decompress;

@@ -350,23 +350,28 @@ impl Reader<'_> {
     fn archive(&mut self, format: &'static str, name: &str, text: &[u8]) {
         let limit = self.options.max_file_size;
         let (mut member_bytes, mut inflated) = (Vec::new(), Vec::new());
-        let listed = for_each_member(format, text, limit, &mut member_bytes, |member, read| {
-            if classify(member) != FileKind::Events {
-                return;
-            }
-            let file = format!("{name}!/{member}");
-            match read {
-                Ok(data) => self.document(&file, data, &mut inflated, true),
-                Err(MemberError::TooLarge) => {
-                    self.report
-                        .errors
-                        .push(IngestError::TooLarge { file, limit });
+        let trail_file = |member: &str| classify(member) == FileKind::Events;
+        let listed = for_each_member(
+            format,
+            text,
+            limit,
+            &mut member_bytes,
+            trail_file,
+            |member, read| {
+                let file = format!("{name}!/{member}");
+                match read {
+                    Ok(data) => self.document(&file, data, &mut inflated, true),
+                    Err(MemberError::TooLarge) => {
+                        self.report
+                            .errors
+                            .push(IngestError::TooLarge { file, limit });
+                    }
+                    Err(MemberError::Unreadable(reason)) => {
+                        self.report.errors.push(IngestError::Read { file, reason });
+                    }
                 }
-                Err(MemberError::Unreadable(reason)) => {
-                    self.report.errors.push(IngestError::Read { file, reason });
-                }
-            }
-        });
+            },
+        );
         if let Err(reason) = listed {
             self.report.errors.push(IngestError::Compressed {
                 file: name.to_string(),
