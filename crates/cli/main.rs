@@ -117,21 +117,30 @@ fn error_text(e: &anyhow::Error) -> String {
 /// jemalloc is the process's `malloc` too where it can be (Linux), so that the C libraries'
 /// allocations, zstd's contexts above all (one per column of every file written), come from
 /// its caches instead of glibc's thread arenas, which handed their memory back and faulted it
-/// in again: 4 runs of a 1M-event conversion took 288-323 thousand minor faults against
-/// 326-336 thousand (5 runs) when only Rust's allocations went to jemalloc.
+/// in again: runs of a 1M-event conversion took 277-344 thousand minor faults against 326-372
+/// thousand when only Rust's allocations went to jemalloc (11 and 10 runs, 2026-12-02; wall
+/// times alike).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Read by jemalloc at start-up (`MALLOC_CONF` in the environment overrides it; on macOS,
-/// where jemalloc keeps its prefix, `_RJEM_MALLOC_CONF`).
+/// Read by jemalloc at start-up (`MALLOC_CONF` in the environment overrides it; on Apple's
+/// systems, Android and DragonFly, where jemalloc keeps its prefix, `_RJEM_MALLOC_CONF`).
 #[cfg(not(target_env = "msvc"))]
 #[cfg_attr(
-    any(target_os = "macos", target_os = "ios", target_os = "android"),
+    any(
+        target_vendor = "apple",
+        target_os = "android",
+        target_os = "dragonfly"
+    ),
     unsafe(export_name = "_rjem_malloc_conf")
 )]
 #[cfg_attr(
-    not(any(target_os = "macos", target_os = "ios", target_os = "android")),
+    not(any(
+        target_vendor = "apple",
+        target_os = "android",
+        target_os = "dragonfly"
+    )),
     unsafe(export_name = "malloc_conf")
 )]
 static MALLOC_CONF: &[u8; 59] = b"background_thread:true,dirty_decay_ms:500,muzzy_decay_ms:0\0";
